@@ -1,0 +1,233 @@
+"""Deployment settings, read once from the environment with defaults and validation.
+
+Every variable is documented in ``.env.example``. Secrets (S3 keys, the Gemini
+key, database passwords) are *not* settings: hooks read them from Airflow
+connections or from the environment at the moment they need them, so they never
+sit in an object that could be logged or pushed to XCom.
+
+Names of the old Node.js pipeline (``S3_INPUT_BUCKET``, ``S3_INPUT_ENDPOINT``,
+...) are accepted as fallbacks so an existing ``.env`` keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from include.video_pipeline.core.states import Prefixes
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Airflow fails the producing task when a mapped list exceeds max_map_length
+# (1024 by default); stay well below it and leave the rest for the next run.
+MAX_BATCH_SIZE = 1000
+
+StorageKind = Literal["local", "s3"]
+WhisperBackend = Literal["faster-whisper", "openai-whisper"]
+AnalyzerKind = Literal["auto", "gemini", "offline"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _get(env: Mapping[str, str], *names: str, default: str | None = None) -> str | None:
+    for name in names:
+        value = env.get(name)
+        if value is not None and value.strip() != "":
+            return value.strip()
+    return default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        raise ConfigError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...], *aliases: str) -> str:
+    value = (_get(env, name, *aliases, default=default) or default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TranscodeSettings:
+    max_height: int = 720
+    preset: str = "veryfast"
+    crf: int = 23
+    threads: int = 0  # 0 lets ffmpeg decide (all cores)
+    timeout_factor: float = 4.0  # seconds of wall time allowed per second of media ...
+    timeout_floor_seconds: int = 120  # ... but never less than this
+    max_upload_bytes: int = 10 * 1024**3
+    max_duration_seconds: int = 4 * 3600
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    backend: WhisperBackend = "faster-whisper"
+    model: str = "small"  # a model name or a local path to converted weights
+    device: str = "auto"
+    compute_type: str = "auto"  # int8 on CPU, float16 on CUDA
+    language: str | None = None  # None: detect
+    beam_size: int = 5
+    vad: bool = True
+    word_timestamps: bool = False
+    download_root: str | None = None
+    cpu_threads: int = 0
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    analyzer: AnalyzerKind = "auto"  # auto: Gemini when a key is configured, else offline
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_conn_id: str = "gemini_default"
+    gemini_base_url: str | None = None  # for proxies and the test server; None = Google's
+    output_language: str | None = None  # None: the transcript's language
+    timeout_seconds: int = 120
+    max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageKind = "local"
+    local_root: Path = PROJECT_ROOT / ".data" / "storage"
+    bucket: str = "videos"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    aws_conn_id: str = "aws_default"
+    prefixes: Prefixes = field(default_factory=Prefixes)
+    output_prefix: str = "outputs/"
+    staging_prefix: str = "staging/"
+    results_conn_id: str = "postgres_default"
+    batch_size: int = 100
+    work_dir: Path = Path(tempfile.gettempdir()) / "video-pipeline"
+    sensor_poke_seconds: int = 60
+    sensor_deferrable: bool = False
+    processing_lease_seconds: int = 6 * 3600
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
+    whisper: WhisperSettings = field(default_factory=WhisperSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+
+    @property
+    def location(self) -> str:
+        """Where uploads live, for messages: a folder path or ``s3://bucket``."""
+        return str(self.local_root) if self.storage == "local" else f"s3://{self.bucket}"
+
+
+def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name, default=default) or default
+    return value if value.endswith("/") else value + "/"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``env`` (default: ``os.environ``); raises ConfigError on bad values."""
+    env = os.environ if env is None else env
+    bucket = _get(env, "VIDEO_PIPELINE_BUCKET", "S3_INPUT_BUCKET")
+    storage_default = "s3" if bucket else "local"
+    storage = _choice(env, "VIDEO_PIPELINE_STORAGE", storage_default, ("local", "s3"))
+    if storage == "s3" and not bucket:
+        raise ConfigError("VIDEO_PIPELINE_STORAGE=s3 needs VIDEO_PIPELINE_BUCKET (or S3_INPUT_BUCKET)")
+
+    prefixes = Prefixes(
+        pending=_prefix(env, "VIDEO_PIPELINE_PENDING_PREFIX", "pending/"),
+        processing=_prefix(env, "VIDEO_PIPELINE_PROCESSING_PREFIX", "processing/"),
+        completed=_prefix(env, "VIDEO_PIPELINE_COMPLETED_PREFIX", "completed/"),
+        failed=_prefix(env, "VIDEO_PIPELINE_FAILED_PREFIX", "failed/"),
+    )
+    transcode = TranscodeSettings(
+        max_height=_int(env, "VIDEO_PIPELINE_MAX_HEIGHT", 720, minimum=144, maximum=4320),
+        preset=_choice(
+            env,
+            "VIDEO_PIPELINE_X264_PRESET",
+            "veryfast",
+            ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"),
+        ),
+        crf=_int(env, "VIDEO_PIPELINE_X264_CRF", 23, minimum=0, maximum=51),
+        threads=_int(env, "VIDEO_PIPELINE_FFMPEG_THREADS", 0, minimum=0, maximum=256),
+        timeout_factor=_float(env, "VIDEO_PIPELINE_TIMEOUT_FACTOR", 4.0, minimum=0.1),
+        timeout_floor_seconds=_int(env, "VIDEO_PIPELINE_TIMEOUT_FLOOR_SECONDS", 120, minimum=1),
+        max_upload_bytes=_int(env, "VIDEO_PIPELINE_MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=1),
+        max_duration_seconds=_int(env, "VIDEO_PIPELINE_MAX_DURATION_SECONDS", 4 * 3600, minimum=1),
+    )
+    whisper = WhisperSettings(
+        backend=_choice(  # type: ignore[arg-type]
+            env, "VIDEO_PIPELINE_WHISPER_BACKEND", "faster-whisper", ("faster-whisper", "openai-whisper")
+        ),
+        model=_get(env, "VIDEO_PIPELINE_WHISPER_MODEL", default="small") or "small",
+        device=_choice(env, "VIDEO_PIPELINE_WHISPER_DEVICE", "auto", ("auto", "cpu", "cuda")),
+        compute_type=_get(env, "VIDEO_PIPELINE_WHISPER_COMPUTE_TYPE", default="auto") or "auto",
+        language=_get(env, "VIDEO_PIPELINE_WHISPER_LANGUAGE"),
+        beam_size=_int(env, "VIDEO_PIPELINE_WHISPER_BEAM_SIZE", 5, minimum=1, maximum=20),
+        vad=_bool(env, "VIDEO_PIPELINE_WHISPER_VAD", True),
+        word_timestamps=_bool(env, "VIDEO_PIPELINE_WHISPER_WORD_TIMESTAMPS", False),
+        download_root=_get(env, "VIDEO_PIPELINE_WHISPER_DOWNLOAD_ROOT"),
+        cpu_threads=_int(env, "VIDEO_PIPELINE_WHISPER_CPU_THREADS", 0, minimum=0, maximum=256),
+    )
+    analysis = AnalysisSettings(
+        analyzer=_choice(env, "VIDEO_PIPELINE_ANALYZER", "auto", ("auto", "gemini", "offline")),  # type: ignore[arg-type]
+        gemini_model=_get(env, "VIDEO_PIPELINE_GEMINI_MODEL", default="gemini-2.5-flash") or "gemini-2.5-flash",
+        gemini_conn_id=_get(env, "VIDEO_PIPELINE_GEMINI_CONN_ID", default="gemini_default") or "gemini_default",
+        gemini_base_url=_get(env, "VIDEO_PIPELINE_GEMINI_BASE_URL"),
+        output_language=_get(env, "VIDEO_PIPELINE_OUTPUT_LANGUAGE"),
+        timeout_seconds=_int(env, "VIDEO_PIPELINE_GEMINI_TIMEOUT_SECONDS", 120, minimum=1),
+        max_retries=_int(env, "VIDEO_PIPELINE_GEMINI_MAX_RETRIES", 5, minimum=0, maximum=20),
+    )
+    return Settings(
+        storage=storage,  # type: ignore[arg-type]
+        local_root=Path(_get(env, "VIDEO_PIPELINE_LOCAL_ROOT", default=str(Settings.local_root)) or "").expanduser(),
+        bucket=bucket or "videos",
+        s3_endpoint_url=_get(env, "VIDEO_PIPELINE_S3_ENDPOINT_URL", "S3_INPUT_ENDPOINT"),
+        s3_region=_get(env, "VIDEO_PIPELINE_S3_REGION", "S3_INPUT_REGION", "AWS_DEFAULT_REGION"),
+        aws_conn_id=_get(env, "VIDEO_PIPELINE_AWS_CONN_ID", default="aws_default") or "aws_default",
+        prefixes=prefixes,
+        output_prefix=_prefix(env, "VIDEO_PIPELINE_OUTPUT_PREFIX", "outputs/"),
+        staging_prefix=_prefix(env, "VIDEO_PIPELINE_STAGING_PREFIX", "staging/"),
+        results_conn_id=_get(env, "VIDEO_PIPELINE_RESULTS_CONN_ID", default="postgres_default") or "postgres_default",
+        batch_size=_int(env, "VIDEO_PIPELINE_BATCH_SIZE", 100, minimum=1, maximum=MAX_BATCH_SIZE),
+        work_dir=Path(_get(env, "VIDEO_PIPELINE_WORK_DIR", default=str(Settings.work_dir)) or "").expanduser(),
+        sensor_poke_seconds=_int(env, "VIDEO_PIPELINE_SENSOR_POKE_SECONDS", 60, minimum=1),
+        sensor_deferrable=_bool(env, "VIDEO_PIPELINE_SENSOR_DEFERRABLE", False),
+        processing_lease_seconds=_int(env, "VIDEO_PIPELINE_PROCESSING_LEASE_SECONDS", 6 * 3600, minimum=60),
+        transcode=transcode,
+        whisper=whisper,
+        analysis=analysis,
+    )

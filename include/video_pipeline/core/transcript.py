@@ -1,0 +1,103 @@
+"""The transcript data model shared by every transcription backend and the analysis.
+
+Both Whisper backends produce exactly this shape, so everything downstream
+(subtitle writers, analyzers, the database) is backend-agnostic.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class TranscriptQuality(str, enum.Enum):
+    """What the analysis and the UI should believe about a transcript."""
+
+    OK = "ok"
+    NO_AUDIO = "no_audio"  # the upload has no audio stream at all
+    NO_SPEECH = "no_speech"  # audio present, but nothing was said (silence, music)
+    SUSPECT = "suspect"  # repetition loops or very low confidence survived the retry
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str | None
+    language_probability: float | None
+    duration: float
+    segments: tuple[Segment, ...]
+    backend: str
+    model: str
+    quality: TranscriptQuality = TranscriptQuality.OK
+    quality_notes: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["quality"] = self.quality.value
+        data["text"] = self.text
+        data["schema_version"] = SCHEMA_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        segments = tuple(
+            Segment(
+                **{k: v for k, v in s.items() if k != "words"},
+                words=tuple(Word(**w) for w in s.get("words") or ()),
+            )
+            for s in data["segments"]
+        )
+        return cls(
+            language=data.get("language"),
+            language_probability=data.get("language_probability"),
+            duration=float(data.get("duration") or 0.0),
+            segments=segments,
+            backend=data["backend"],
+            model=data["model"],
+            quality=TranscriptQuality(data.get("quality", "ok")),
+            quality_notes=tuple(data.get("quality_notes") or ()),
+            settings=dict(data.get("settings") or {}),
+        )
+
+    @classmethod
+    def empty(cls, *, quality: TranscriptQuality, duration: float, backend: str, model: str, note: str) -> Transcript:
+        return cls(
+            language=None,
+            language_probability=None,
+            duration=duration,
+            segments=(),
+            backend=backend,
+            model=model,
+            quality=quality,
+            quality_notes=(note,),
+        )
