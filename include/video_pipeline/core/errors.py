@@ -29,6 +29,7 @@ class RejectReason(str, enum.Enum):
     TOO_LONG = "too_long"
     UNSUPPORTED_CODEC = "unsupported_codec"
     INVALID_KEY = "invalid_key"
+    CONTENT_BLOCKED = "content_blocked"
 
 
 class PipelineError(Exception):
@@ -43,6 +44,10 @@ class InputRejected(PipelineError):
         self.reason = reason
         self.message = message
         self.details = details or {}
+
+
+class PermanentError(PipelineError):
+    """Retrying cannot help (e.g. an invalid API key): fail now, with a clear reason."""
 
 
 class QuotaExhausted(PipelineError):
@@ -101,6 +106,6 @@ class FailureReport:
             error_class=type(exc).__name__,
             message=message,
             attempt=attempt,
-            retryable=not isinstance(exc, QuotaExhausted),
+            retryable=not isinstance(exc, (QuotaExhausted, PermanentError)),
             details={"traceback_tail": "".join(traceback.format_exception(exc)[-3:])[-1500:]},
         )
