@@ -1,0 +1,62 @@
+"""ObjectStoreHook: the bucket (or local folder) the pipeline reads and writes."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseHook
+
+from include.video_pipeline.config import Settings
+from include.video_pipeline.storage.base import ObjectStore
+
+
+class ObjectStoreHook(BaseHook):
+    """Builds the configured store: a local folder, or an S3-compatible bucket.
+
+    For S3 the credentials and endpoint come from the Airflow connection
+    ``aws_conn_id`` (through the amazon provider's ``S3Hook``, the same
+    connection the sensor uses); ``VIDEO_PIPELINE_S3_ENDPOINT_URL`` overrides the
+    endpoint for S3-compatible services when the connection does not set one.
+
+    :param settings: the pipeline settings (``include.video_pipeline.config``).
+    """
+
+    conn_name_attr = "aws_conn_id"
+    default_conn_name = "aws_default"
+    hook_name = "Video pipeline object store"
+
+    def __init__(self, *, settings: Settings):
+        super().__init__()
+        self.settings = settings
+
+    def get_store(self) -> ObjectStore:
+        if self.settings.storage == "local":
+            from include.video_pipeline.storage.local import LocalFolderStore
+
+            return LocalFolderStore(self.settings.local_root)
+        return self._s3_store()
+
+    def _s3_store(self) -> ObjectStore:
+        from botocore.config import Config
+
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from include.video_pipeline.storage.s3 import S3Store
+
+        # "standard" retry mode retries 500/503/SlowDown and dropped connections
+        # with exponential backoff; S3-compatible services throttle more eagerly
+        # than AWS, so allow more attempts than the default three.
+        client_config = Config(
+            retries={"mode": "standard", "max_attempts": 8},
+            connect_timeout=10,
+            read_timeout=120,
+            s3={"addressing_style": "path"} if self.settings.s3_endpoint_url else None,
+        )
+        s3_hook = S3Hook(aws_conn_id=self.settings.aws_conn_id, config=client_config)
+        if self.settings.s3_endpoint_url and not s3_hook.conn_config.endpoint_url:
+            client = s3_hook.get_session().client(
+                "s3",
+                endpoint_url=self.settings.s3_endpoint_url,
+                region_name=self.settings.s3_region or s3_hook.conn_region_name,
+                config=client_config,
+            )
+        else:
+            client = s3_hook.get_conn()
+        return S3Store(client, self.settings.bucket)

@@ -1,0 +1,71 @@
+"""The ledger against a real PostgreSQL: claims are exclusive, results are versioned."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from include.video_pipeline.core.errors import FailureReport
+from include.video_pipeline.hooks.results_db import ResultsDbHook
+
+
+def _claim(hook: ResultsDbHook, video_id: str = "clip-1", run_id: str = "run-a", etag: str = "e1") -> bool:
+    return hook.claim(
+        video_id=video_id, bucket="b", source_key="clip.mp4", etag=etag, size_bytes=10, run_id=run_id,
+        lease_seconds=3600,
+    )
+
+
+def test_migrations_apply_once(results_db: ResultsDbHook):
+    assert results_db.migrate() == []  # the fixture already applied them
+    with results_db.cursor() as cur:
+        cur.execute("SELECT name FROM schema_migrations")
+        assert [r[0] for r in cur.fetchall()] == ["001_ledger_and_results.sql"]
+
+
+def test_a_video_is_claimed_once_even_by_concurrent_runs(results_db: ResultsDbHook):
+    def attempt(run_id: str) -> bool:
+        hook = ResultsDbHook(postgres_conn_id="postgres_default")
+        try:
+            return _claim(hook, run_id=run_id)
+        finally:
+            hook.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(attempt, [f"run-{i}" for i in range(16)]))
+    assert results.count(True) == 1
+
+
+def test_another_version_of_a_key_waits_while_one_is_processing(results_db: ResultsDbHook):
+    assert _claim(results_db, video_id="v1", etag="old")
+    assert not _claim(results_db, video_id="v2", etag="new", run_id="run-b")
+    results_db.set_outcome("v1", "succeeded")
+    results_db.finish("v1", "completed")
+    assert _claim(results_db, video_id="v2", etag="new", run_id="run-b")
+
+
+def test_a_finished_video_can_be_claimed_again(results_db: ResultsDbHook):
+    assert _claim(results_db)
+    report = FailureReport(stage="transcode", error_class="X", message="boom", attempt=1)
+    assert results_db.set_outcome("clip-1", "failed", report)
+    assert not results_db.set_outcome("clip-1", "succeeded")  # first decision wins
+    results_db.finish("clip-1", "failed")
+    assert _claim(results_db, run_id="run-b")
+    row = results_db.get_video("clip-1")
+    assert row["state"] == "processing" and row["claims"] == 2 and row["outcome"] is None
+
+
+def test_release_claim_forgets_a_first_claim(results_db: ResultsDbHook):
+    assert _claim(results_db)
+    results_db.release_claim("clip-1", "run-a")
+    assert results_db.get_video("clip-1") is None
+
+
+def test_results_are_versioned_and_one_is_current(results_db: ResultsDbHook):
+    assert _claim(results_db)
+    base = {"backend": "faster-whisper", "language": "ru", "duration": 3.0, "segments": [], "text": "привет"}
+    results_db.save_transcript("clip-1", {**base, "model": "tiny", "settings": {"beam": 5}})
+    results_db.save_transcript("clip-1", {**base, "model": "small", "settings": {"beam": 5}})
+    results_db.save_transcript("clip-1", {**base, "model": "small", "settings": {"beam": 5}})  # retry: upsert
+    with results_db.cursor() as cur:
+        cur.execute("SELECT model, is_current, text FROM transcripts ORDER BY id")
+        assert cur.fetchall() == [("tiny", False, "привет"), ("small", True, "привет")]
