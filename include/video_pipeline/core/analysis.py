@@ -1,0 +1,729 @@
+"""The analysis of a transcript: its schema, prompts, chunking, grounding and result.
+
+Everything here is pure so that both analyzers (Gemini and the offline one) and
+the tests share one definition of what a valid analysis is:
+
+* ``ANALYSIS_SCHEMA`` is a JSON Schema that validates stored analyses;
+  ``MODEL_RESPONSE_SCHEMA`` is the same minus ``schema_version`` (which we stamp,
+  not the model) and is sent to Gemini as ``response_json_schema``.
+* ``ground_analysis`` makes a schema-valid analysis agree with the transcript:
+  chapters inside the video and on segment boundaries, quotes that were really
+  said, list caps. What it changes is reported as flags, never silently.
+* Long transcripts are split into chunks by an estimated token count; chunk
+  analyses are merged deterministically (no extra model call).
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import itertools
+import math
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import jsonschema
+
+from include.video_pipeline.core.transcript import Segment, Transcript, TranscriptQuality
+
+SCHEMA_VERSION = 1
+PROMPT_VERSION = "analysis_v1"
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+
+AnalyzerName = Literal["gemini", "offline"]
+
+# Caps on list lengths. They are told to the model in the prompt and enforced by
+# ground_analysis (truncation + a flag) rather than by the schema, so that one
+# item too many costs nothing instead of a failed, paid-for call.
+LIMITS: dict[str, int] = {
+    "key_points": 8,
+    "topics": 8,
+    "tags": 12,
+    "entities": 20,  # per kind
+    "chapters": 20,
+    "action_items": 15,
+    "quotes": 5,
+}
+MAX_TITLE_CHARS = 120
+
+_STRING_LIST: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+
+ANALYSIS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "VideoAnalysis",
+    "type": "object",
+    "properties": {
+        "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
+        "title_suggestion": {"type": "string", "description": "Short, specific title for the video."},
+        "summary": {"type": "string", "description": "Summary of what is said in the video."},
+        "key_points": {**_STRING_LIST, "description": "Main points, one sentence each."},
+        "topics": {**_STRING_LIST, "description": "Broad subjects discussed."},
+        "tags": {**_STRING_LIST, "description": "Short lowercase search tags."},
+        "entities": {
+            "type": "object",
+            "properties": {
+                "people": _STRING_LIST,
+                "organizations": _STRING_LIST,
+                "places": _STRING_LIST,
+            },
+            "required": ["people", "organizations", "places"],
+            "additionalProperties": False,
+        },
+        "chapters": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "start": {"type": "number", "description": "Seconds from the start of the video."},
+                    "end": {"type": "number", "description": "Seconds from the start of the video."},
+                    "title": {"type": "string"},
+                    "summary": {"type": "string"},
+                },
+                "required": ["start", "end", "title", "summary"],
+                "additionalProperties": False,
+            },
+        },
+        "action_items": {**_STRING_LIST, "description": "Tasks, decisions and follow-ups; empty if none."},
+        "quotes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "description": "Verbatim, in the transcript's language."},
+                    "start": {"type": "number", "description": "Start of the quoted line, in seconds."},
+                },
+                "required": ["text", "start"],
+                "additionalProperties": False,
+            },
+        },
+        "language": {"type": "string", "description": "ISO 639-1 code of the analysis text."},
+    },
+    "required": [
+        "schema_version",
+        "title_suggestion",
+        "summary",
+        "key_points",
+        "topics",
+        "tags",
+        "entities",
+        "chapters",
+        "action_items",
+        "quotes",
+        "language",
+    ],
+    "additionalProperties": False,
+}
+
+
+def _model_response_schema() -> dict[str, Any]:
+    schema = copy.deepcopy(ANALYSIS_SCHEMA)
+    del schema["$schema"]
+    del schema["properties"]["schema_version"]
+    schema["required"].remove("schema_version")
+    # Gemini emits properties in this order; summary before chapters reads better
+    # and makes a truncated answer lose the least useful fields.
+    schema["propertyOrdering"] = list(schema["required"])
+    return schema
+
+
+MODEL_RESPONSE_SCHEMA: dict[str, Any] = _model_response_schema()
+
+_VALIDATOR = jsonschema.Draft202012Validator(ANALYSIS_SCHEMA)
+
+
+class AnalysisValidationError(ValueError):
+    """An analysis does not match ``ANALYSIS_SCHEMA``; ``errors`` lists where and why."""
+
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("analysis does not match the schema: " + "; ".join(errors[:5]))
+        self.errors = list(errors)
+
+
+def schema_errors(data: Any) -> list[str]:
+    """Every way ``data`` violates ``ANALYSIS_SCHEMA``, as ``path: message`` strings."""
+    found = sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in found]
+
+
+def validate_analysis(data: Any) -> dict[str, Any]:
+    """Return ``data`` unchanged if it is a valid analysis, else raise AnalysisValidationError."""
+    errors = schema_errors(data)
+    if errors:
+        raise AnalysisValidationError(errors)
+    return dict(data)
+
+
+# --------------------------------------------------------------------------- languages
+
+LANGUAGE_NAMES: dict[str, str] = {
+    "ru": "Russian",
+    "en": "English",
+    "uk": "Ukrainian",
+    "be": "Belarusian",
+    "kk": "Kazakh",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "pl": "Polish",
+    "tr": "Turkish",
+    "zh": "Chinese",
+    "ja": "Japanese",
+}
+DEFAULT_LANGUAGE = "en"
+
+
+def normalize_language(code: str | None) -> str | None:
+    """``"ru-RU"`` / ``"RU"`` -> ``"ru"``; empty -> None."""
+    if not code or not code.strip():
+        return None
+    return re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
+
+
+def resolve_output_language(transcript: Transcript, requested: str | None = None) -> str:
+    """The language the analysis is written in: an explicit request, else the transcript's.
+
+    Russian videos get Russian analysis unless someone asks otherwise.
+    """
+    return normalize_language(requested) or normalize_language(transcript.language) or DEFAULT_LANGUAGE
+
+
+def language_name(code: str) -> str:
+    return LANGUAGE_NAMES.get(code, code)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What producing an analysis cost. ``cost_usd`` is an estimate; None when unpriced."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_seconds: float = 0.0
+    calls: int = 0
+    cost_usd: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        if self.cost_usd is None and other.cost_usd is None:
+            cost = None
+        else:
+            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            latency_seconds=self.latency_seconds + other.latency_seconds,
+            calls=self.calls + other.calls,
+            cost_usd=cost,
+        )
+
+
+# USD per million tokens (input, output), from ai.google.dev/gemini-api/docs/pricing
+# (paid tier, prompts up to 200k tokens). Thinking tokens are billed as output.
+# Keys are model-name prefixes; the longest matching prefix wins, so dated
+# previews ("gemini-2.5-flash-preview-09-2025") get their family's price.
+PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
+    "gemini-2.5-pro": (1.25, 10.00),
+    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-flash-lite": (0.10, 0.40),
+    "gemini-2.0-flash": (0.10, 0.40),
+    "gemini-2.0-flash-lite": (0.075, 0.30),
+}
+
+
+def estimate_cost_usd(model: str, input_tokens: int, output_tokens: int) -> float | None:
+    """Estimated price of a call, or None for a model missing from the price table."""
+    name = model.removeprefix("models/")
+    matches = [prefix for prefix in PRICES_PER_MILLION_TOKENS if name.startswith(prefix)]
+    if not matches:
+        return None
+    price_in, price_out = PRICES_PER_MILLION_TOKENS[max(matches, key=len)]
+    return round((input_tokens * price_in + output_tokens * price_out) / 1_000_000, 6)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """A validated, grounded analysis plus how it was made."""
+
+    analyzer: AnalyzerName
+    model: str
+    prompt_version: str
+    language: str
+    data: dict[str, Any]
+    flags: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = asdict(self)
+        result["flags"] = list(self.flags)
+        result["schema_version"] = SCHEMA_VERSION
+        return result
+
+
+class Analyzer(Protocol):
+    """What the analyze operator needs; ``build_analyzer`` picks the implementation."""
+
+    name: AnalyzerName
+
+    def analyze(self, transcript: Transcript, *, title: str, output_language: str | None = None) -> AnalysisResult: ...
+
+
+# --------------------------------------------------------------------------- silent videos
+
+_SILENT_TEXT: dict[str, dict[TranscriptQuality, tuple[str, str]]] = {
+    "en": {
+        TranscriptQuality.NO_AUDIO: ("No audio", "The video has no audio track, so there is nothing to transcribe."),
+        TranscriptQuality.NO_SPEECH: ("No speech", "No speech was detected in the video's audio."),
+    },
+    "ru": {
+        TranscriptQuality.NO_AUDIO: ("Без звука", "В видео нет звуковой дорожки, поэтому расшифровывать нечего."),
+        TranscriptQuality.NO_SPEECH: ("Без речи", "В звуке видео не обнаружено речи."),
+    },
+}
+
+
+def needs_model(transcript: Transcript) -> bool:
+    """False when there is nothing to analyse: a model could only invent a summary."""
+    return transcript.quality not in (TranscriptQuality.NO_AUDIO, TranscriptQuality.NO_SPEECH) and (
+        not transcript.is_empty
+    )
+
+
+def silent_analysis(
+    transcript: Transcript, *, language: str, analyzer: AnalyzerName, model: str, prompt_version: str
+) -> AnalysisResult:
+    """The honest analysis of a video without speech: it says so and claims nothing else."""
+    quality = transcript.quality if transcript.quality == TranscriptQuality.NO_AUDIO else TranscriptQuality.NO_SPEECH
+    texts = _SILENT_TEXT.get(language) or _SILENT_TEXT[DEFAULT_LANGUAGE]
+    text_language = language if language in _SILENT_TEXT else DEFAULT_LANGUAGE
+    title, summary = texts[quality]
+    data = empty_analysis(text_language)
+    data.update(title_suggestion=title, summary=summary)
+    return AnalysisResult(
+        analyzer=analyzer,
+        model=model,
+        prompt_version=prompt_version,
+        language=text_language,
+        data=validate_analysis(data),
+        flags=(quality.value,),
+        usage=Usage(),
+    )
+
+
+def empty_analysis(language: str) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "title_suggestion": "",
+        "summary": "",
+        "key_points": [],
+        "topics": [],
+        "tags": [],
+        "entities": {"people": [], "organizations": [], "places": []},
+        "chapters": [],
+        "action_items": [],
+        "quotes": [],
+        "language": language,
+    }
+
+
+# --------------------------------------------------------------------------- tokens and chunks
+
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token estimate, without a tokenizer.
+
+    Gemini's tokenizer averages about 4 characters per token for English but
+    splits Cyrillic much finer (about 2.5), so counting them apart keeps Russian
+    chunks from overflowing what an English-tuned ratio would allow.
+    """
+    cyrillic = len(_CYRILLIC.findall(text))
+    return math.ceil(cyrillic / 2.5 + (len(text) - cyrillic) / 4)
+
+
+def format_timestamp(seconds: float) -> str:
+    return f"{seconds:.1f}"
+
+
+def render_transcript(segments: Iterable[Segment]) -> str:
+    """One line per segment, ``[12.3-15.0] text``: the model sees timing it can cite."""
+    return "\n".join(
+        f"[{format_timestamp(s.start)}-{format_timestamp(s.end)}] {s.text.strip()}" for s in segments if s.text.strip()
+    )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of consecutive segments analysed in one call."""
+
+    index: int
+    count: int
+    segments: tuple[Segment, ...]
+
+    @property
+    def start(self) -> float:
+        return self.segments[0].start
+
+    @property
+    def end(self) -> float:
+        return self.segments[-1].end
+
+
+def chunk_transcript(transcript: Transcript, *, max_tokens: int) -> list[Chunk]:
+    """Split at segment boundaries so each chunk's rendered lines fit ``max_tokens``.
+
+    A single segment longer than the budget becomes a chunk of its own rather
+    than being cut mid-sentence (Whisper segments are at most ~30 s of speech).
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    groups: list[list[Segment]] = []
+    current: list[Segment] = []
+    used = 0
+    for segment in transcript.segments:
+        if not segment.text.strip():
+            continue
+        cost = estimate_tokens(render_transcript([segment])) + 1  # + the newline
+        if current and used + cost > max_tokens:
+            groups.append(current)
+            current, used = [], 0
+        current.append(segment)
+        used += cost
+    if current:
+        groups.append(current)
+    return [Chunk(index=i, count=len(groups), segments=tuple(g)) for i, g in enumerate(groups)]
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class Prompt:
+    version: str
+    system: str
+    user: str
+
+
+def load_prompt_template(version: str = PROMPT_VERSION) -> tuple[string.Template, string.Template]:
+    """The (system, user) templates of a prompt version from ``prompts/<version>.txt``."""
+    path = PROMPTS_DIR / f"{version}.txt"
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    text = "\n".join(lines)
+    match = re.fullmatch(r"\s*\[system\]\n(?P<system>.*?)\n\[user\]\n(?P<user>.*)", text, flags=re.DOTALL)
+    if not match:
+        raise ValueError(f"{path} must have a [system] section followed by a [user] section")
+    return string.Template(match["system"].strip()), string.Template(match["user"].strip() + "\n")
+
+
+def build_prompt(
+    transcript: Transcript,
+    *,
+    title: str,
+    language: str,
+    chunk: Chunk | None = None,
+    version: str = PROMPT_VERSION,
+) -> Prompt:
+    """Fill the versioned templates for the whole transcript or one chunk of it."""
+    system_template, user_template = load_prompt_template(version)
+    segments = chunk.segments if chunk else transcript.segments
+    if chunk and chunk.count > 1:
+        part_note = (
+            f"This is part {chunk.index + 1} of {chunk.count} of the transcript, from "
+            f"{format_timestamp(chunk.start)} to {format_timestamp(chunk.end)} seconds. Analyse only this part; "
+            "chapters must lie within it. The title should still fit the whole video."
+        )
+        summary_length = "2-4 sentences about this part."
+    else:
+        part_note = ""
+        summary_length = "3-6 sentences about the whole video."
+    quality_note = (
+        "Note: the speech recognition flagged this transcript as unreliable (repetitions or low "
+        "confidence); be conservative and skip passages that look garbled."
+        if transcript.quality == TranscriptQuality.SUSPECT
+        else ""
+    )
+    values = {
+        "language": language,
+        "language_name": language_name(language),
+        "title": title.strip() or "(none)",
+        "duration": format_timestamp(transcript_duration(transcript)),
+        "part_note": part_note,
+        "quality_note": quality_note,
+        "summary_length": summary_length,
+        "max_key_points": LIMITS["key_points"],
+        "max_topics": LIMITS["topics"],
+        "max_tags": LIMITS["tags"],
+        "max_chapters": LIMITS["chapters"],
+        "max_quotes": LIMITS["quotes"],
+        "transcript": render_transcript(segments),
+    }
+    user = re.sub(r"\n{3,}", "\n\n", user_template.substitute(values))
+    return Prompt(version=version, system=system_template.substitute(values), user=user)
+
+
+# --------------------------------------------------------------------------- grounding
+
+
+def transcript_duration(transcript: Transcript) -> float:
+    last_end = max((s.end for s in transcript.segments), default=0.0)
+    return max(transcript.duration, last_end)
+
+
+_NON_WORD = re.compile(r"[\W_]+", flags=re.UNICODE)
+
+
+def normalize_for_match(text: str) -> str:
+    """Casefolded words separated by single spaces; punctuation and ``ё``/``е`` differences ignored.
+
+    Models re-punctuate and re-case quotes; what must match is the words.
+    """
+    text = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е")
+    return " ".join(_NON_WORD.sub(" ", text).split())
+
+
+@dataclass(frozen=True)
+class _TranscriptIndex:
+    text: str  # normalised segments joined by single spaces
+    offsets: tuple[int, ...]  # where each segment starts in ``text``
+    segments: tuple[Segment, ...]
+
+    @classmethod
+    def build(cls, segments: Sequence[Segment]) -> _TranscriptIndex:
+        parts: list[str] = []
+        offsets: list[int] = []
+        kept: list[Segment] = []
+        position = 0
+        for segment in segments:
+            normalized = normalize_for_match(segment.text)
+            if not normalized:
+                continue
+            offsets.append(position)
+            parts.append(normalized)
+            kept.append(segment)
+            position += len(normalized) + 1
+        return cls(" ".join(parts), tuple(offsets), tuple(kept))
+
+    def find(self, quote: str) -> Segment | None:
+        """The segment where ``quote`` begins, matching on word boundaries, or None."""
+        needle = normalize_for_match(quote)
+        if not needle:
+            return None
+        haystack = f" {self.text} "
+        at = haystack.find(f" {needle} ")
+        if at < 0:
+            return None
+        return self.segments[bisect.bisect_right(self.offsets, at) - 1]
+
+
+def _clean_strings(values: Iterable[Any], *, limit: int, casefold_dedupe: bool = True) -> tuple[list[str], bool]:
+    seen: set[str] = set()
+    result: list[str] = []
+    for value in values:
+        text = " ".join(str(value).split())
+        key = text.casefold() if casefold_dedupe else text
+        if text and key not in seen:
+            seen.add(key)
+            result.append(text)
+    return result[:limit], len(result) > limit
+
+
+def _snap(value: float, boundaries: Sequence[float]) -> float:
+    at = bisect.bisect_left(boundaries, value)
+    candidates = boundaries[max(0, at - 1) : at + 1]
+    return min(candidates, key=lambda b: (abs(b - value), b)) if candidates else value
+
+
+def ground_analysis(
+    data: dict[str, Any],
+    transcript: Transcript,
+    *,
+    language: str,
+    chunk: Chunk | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Make a schema-valid analysis agree with the transcript; return it and what was changed.
+
+    ``chunk`` limits chapters and quotes to that part of the transcript (used
+    when a long transcript is analysed in parts). Flags are stable codes, each
+    listed once, in the order the checks run.
+    """
+    result = copy.deepcopy(data)
+    flags: list[str] = []
+
+    def flag(code: str) -> None:
+        if code not in flags:
+            flags.append(code)
+
+    result["schema_version"] = SCHEMA_VERSION
+    if normalize_language(result.get("language")) != language:
+        flag("language_corrected")
+    result["language"] = language
+
+    title = " ".join(result["title_suggestion"].split())
+    if len(title) > MAX_TITLE_CHARS:
+        title = title[: MAX_TITLE_CHARS - 1].rstrip() + "…"
+        flag("title_truncated")
+    result["title_suggestion"] = title
+    result["summary"] = result["summary"].strip()
+
+    for key in ("key_points", "topics", "tags", "action_items"):
+        result[key], truncated = _clean_strings(result[key], limit=LIMITS[key])
+        if truncated:
+            flag(f"{key}_truncated")
+    result["tags"], _ = _clean_strings((t.lower() for t in result["tags"]), limit=LIMITS["tags"])
+    for kind in ("people", "organizations", "places"):
+        result["entities"][kind], truncated = _clean_strings(result["entities"][kind], limit=LIMITS["entities"])
+        if truncated:
+            flag("entities_truncated")
+
+    segments = chunk.segments if chunk else tuple(s for s in transcript.segments if s.text.strip())
+    window_start, window_end = (chunk.start, chunk.end) if chunk else (0.0, transcript_duration(transcript))
+    result["chapters"] = _ground_chapters(result["chapters"], segments, window_start, window_end, flag)
+    result["quotes"] = _ground_quotes(result["quotes"], segments, flag)
+    return validate_analysis(result), flags
+
+
+def _ground_chapters(
+    chapters: list[dict[str, Any]],
+    segments: Sequence[Segment],
+    window_start: float,
+    window_end: float,
+    flag: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    if not segments:
+        if chapters:
+            flag("chapters_dropped_no_speech")
+        return []
+    starts = sorted({s.start for s in segments})
+    ends = sorted({s.end for s in segments})
+    cleaned: list[dict[str, Any]] = []
+    for chapter in chapters:
+        start, end = float(chapter["start"]), float(chapter["end"])
+        if not (math.isfinite(start) and math.isfinite(end)):
+            flag("chapter_dropped_invalid_time")
+            continue
+        if end < start:
+            start, end = end, start
+            flag("chapter_times_swapped")
+        if start < window_start or end > window_end:
+            flag("chapter_clamped")
+            start, end = max(start, window_start), min(end, window_end)
+            if start >= end:
+                flag("chapter_dropped_out_of_range")
+                continue
+        cleaned.append(
+            {
+                "start": _snap(start, starts),
+                "end": _snap(end, ends),
+                "title": " ".join(str(chapter["title"]).split()),
+                "summary": str(chapter["summary"]).strip(),
+            }
+        )
+    if any(a["start"] > b["start"] for a, b in itertools.pairwise(cleaned)):
+        flag("chapters_reordered")
+    cleaned.sort(key=lambda c: (c["start"], c["end"]))
+    grounded: list[dict[str, Any]] = []
+    for i, chapter in enumerate(cleaned):
+        if grounded and chapter["start"] < grounded[-1]["end"]:
+            flag("chapters_overlap_fixed")
+            grounded[-1]["end"] = chapter["start"]
+            if grounded[-1]["end"] <= grounded[-1]["start"]:
+                grounded.pop()
+        if chapter["end"] <= chapter["start"]:
+            # Snapping can collapse a chapter shorter than one segment; extend it
+            # to the end of the segment it starts in when that is still free.
+            following = [e for e in ends if e > chapter["start"]]
+            next_start = cleaned[i + 1]["start"] if i + 1 < len(cleaned) else math.inf
+            if following and following[0] <= next_start:
+                chapter["end"] = following[0]
+            else:
+                flag("chapter_dropped_empty")
+                continue
+        grounded.append(chapter)
+    if len(grounded) > LIMITS["chapters"]:
+        flag("chapters_truncated")
+    return grounded[: LIMITS["chapters"]]
+
+
+def _ground_quotes(
+    quotes: list[dict[str, Any]], segments: Sequence[Segment], flag: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    index = _TranscriptIndex.build(segments)
+    grounded: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for quote in quotes:
+        text = " ".join(str(quote["text"]).split()).strip("\"'«»“”„ ")
+        segment = index.find(text)
+        if segment is None:
+            flag("quote_not_in_transcript")
+            continue
+        key = normalize_for_match(text)
+        if key in seen:
+            continue
+        seen.add(key)
+        # The timestamp comes from where the words are, not from the model.
+        if abs(float(quote["start"]) - segment.start) > 1.0:
+            flag("quote_start_corrected")
+        grounded.append({"text": text, "start": segment.start})
+    if len(grounded) > LIMITS["quotes"]:
+        flag("quotes_truncated")
+    return grounded[: LIMITS["quotes"]]
+
+
+# --------------------------------------------------------------------------- merging chunks
+
+
+def _round_robin(lists: Sequence[Sequence[str]]) -> list[str]:
+    """Interleave so that a cap keeps items from every chunk, not just the first ones."""
+    merged: list[str] = []
+    for row in range(max((len(items) for items in lists), default=0)):
+        merged.extend(items[row] for items in lists if row < len(items))
+    return merged
+
+
+def _ranked(lists: Sequence[Sequence[str]]) -> list[str]:
+    """Items named by more chunks first; ties keep first appearance. Deterministic."""
+    counts: Counter[str] = Counter()
+    first_seen: dict[str, tuple[int, str]] = {}
+    for items in lists:
+        for item in dict.fromkeys(i.casefold() for i in items):
+            counts[item] += 1
+        for item in items:
+            first_seen.setdefault(item.casefold(), (len(first_seen), item))
+    order = sorted(first_seen, key=lambda k: (-counts[k], first_seen[k][0]))
+    return [first_seen[k][1] for k in order]
+
+
+def merge_analyses(parts: Sequence[dict[str, Any]], *, language: str) -> dict[str, Any]:
+    """Combine grounded chunk analyses, in chunk order, into one (then ground it again)."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    if len(parts) == 1:
+        return copy.deepcopy(dict(parts[0]))
+    merged = empty_analysis(language)
+    merged["title_suggestion"] = next((p["title_suggestion"] for p in parts if p["title_suggestion"]), "")
+    merged["summary"] = " ".join(p["summary"].strip() for p in parts if p["summary"].strip())
+    # Caps are applied here, quietly: dropping the excess of a merge is expected,
+    # not a repair of what the model said.
+    for key in ("key_points", "action_items"):
+        merged[key] = _clean_strings(_round_robin([p[key] for p in parts]), limit=LIMITS[key])[0]
+    for key in ("topics", "tags"):
+        merged[key] = _ranked([p[key] for p in parts])[: LIMITS[key]]
+    for kind in ("people", "organizations", "places"):
+        merged["entities"][kind] = _ranked([p["entities"][kind] for p in parts])[: LIMITS["entities"]]
+    merged["chapters"] = [c for p in parts for c in p["chapters"]]
+    merged["quotes"] = _round_robin_dicts([p["quotes"] for p in parts])
+    return merged
+
+
+def _round_robin_dicts(lists: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    picked = [items[row] for row in range(max(map(len, lists), default=0)) for items in lists if row < len(items)]
+    return sorted(picked[: LIMITS["quotes"]], key=lambda q: q["start"])
