@@ -1,0 +1,387 @@
+"""A loopback HTTP server that speaks the part of the Gemini REST API the pipeline uses.
+
+The real ``google-genai`` SDK talks to it over HTTP (point ``base_url`` at
+``server.base_url``), so tests exercise the SDK's request building, response
+parsing and error classes, not a mock of them.
+
+    with FakeGeminiServer() as server:
+        server.enqueue(Reply.rate_limited(retry_after=1), Reply.analysis())
+        ...  # run code with AnalysisSettings(gemini_base_url=server.base_url)
+        assert server.generate_requests[0].body["generationConfig"]["responseJsonSchema"]
+
+Endpoints: ``POST /v1beta/models/{model}:generateContent`` and ``:countTokens``.
+Each generateContent request takes the next queued ``Reply``; with the queue
+empty it answers with a valid analysis grounded in the transcript lines of the
+prompt (``[12.3-15.0] text``), in the language the prompt asks for. Shapes follow
+https://ai.google.dev/api/generate-content and the errors the API really returns
+(``google.rpc`` details such as ``QuotaFailure``, ``RetryInfo``, ``ErrorInfo``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_LINE = re.compile(r"^\[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\] (.+)$", flags=re.MULTILINE)
+_LANGUAGE = re.compile(r"language code: ([a-z]{2,3})")
+_PATH = re.compile(r"^/(?P<version>v1\w*)/models/(?P<model>[^/:]+):(?P<action>\w+)$")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    model: str
+    action: str  # "generateContent" or "countTokens"
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def api_key(self) -> str | None:
+        return self.headers.get("x-goog-api-key")
+
+    @property
+    def prompt_text(self) -> str:
+        """The text of all user parts, joined."""
+        return "\n".join(p.get("text", "") for c in self.body.get("contents", []) for p in c.get("parts", []))
+
+    @property
+    def system_text(self) -> str:
+        return "\n".join(p.get("text", "") for p in self.body.get("systemInstruction", {}).get("parts", []))
+
+    @property
+    def generation_config(self) -> dict[str, Any]:
+        return dict(self.body.get("generationConfig", {}))
+
+
+def transcript_lines(prompt: str) -> list[tuple[float, float, str]]:
+    """The ``[start-end] text`` lines of a prompt."""
+    return [(float(a), float(b), text.strip()) for a, b, text in _LINE.findall(prompt)]
+
+
+def analysis_from_prompt(prompt: str, system: str = "") -> dict[str, Any]:
+    """A plausible analysis that only uses what the prompt's transcript says.
+
+    It is valid against the model response schema and grounded: chapters start
+    and end on line timestamps, quotes are whole lines.
+    """
+    lines = transcript_lines(prompt)
+    match = _LANGUAGE.search(system) or _LANGUAGE.search(prompt)
+    language = match.group(1) if match else "en"
+    texts = [text for _, _, text in lines]
+    words = [w.strip(".,!?;:«»\"'").lower() for text in texts for w in text.split()]
+    long_words = sorted({w for w in words if len(w) > 6}, key=lambda w: (-words.count(w), w))[:4]
+    half = max(1, len(lines) // 2)
+    groups = [lines[:half], lines[half:]] if len(lines) > 1 else [lines]
+    chapters = [
+        {
+            "start": group[0][0],
+            "end": group[-1][1],
+            "title": " ".join(group[0][2].split()[:4]),
+            "summary": group[0][2],
+        }
+        for group in groups
+        if group
+    ]
+    return {
+        "title_suggestion": " ".join(texts[0].split()[:6]) if texts else "",
+        "summary": " ".join(texts[:2]),
+        "key_points": texts[:3],
+        "topics": long_words[:2],
+        "tags": long_words,
+        "entities": {"people": [], "organizations": [], "places": []},
+        "chapters": chapters,
+        "action_items": [],
+        "quotes": [{"text": lines[0][2], "start": lines[0][0]}] if lines else [],
+        "language": language,
+    }
+
+
+def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": output_tokens,
+        "totalTokenCount": prompt_tokens + output_tokens,
+    }
+
+
+def _error(code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a status, headers, and a body or a function of the request."""
+
+    status: int = 200
+    body: dict[str, Any] | str | Callable[[RecordedRequest], dict[str, Any]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    # -- successful answers -------------------------------------------------
+
+    @classmethod
+    def analysis(
+        cls, data: dict[str, Any] | None = None, *, update: dict[str, Any] | None = None, output_tokens: int = 0
+    ) -> Reply:
+        """A candidate whose text is ``data`` as JSON, by default derived from the request's transcript.
+
+        ``update`` overrides top-level fields of the derived analysis (e.g. chapters out of range).
+        """
+
+        def build(request: RecordedRequest) -> dict[str, Any]:
+            payload = dict(data) if data is not None else analysis_from_prompt(request.prompt_text, request.system_text)
+            payload.update(update or {})
+            return _candidate(json.dumps(payload, ensure_ascii=False), request, output_tokens=output_tokens)
+
+        return cls(body=build)
+
+    @classmethod
+    def text(cls, text: str) -> Reply:
+        """A candidate with arbitrary text, e.g. invalid JSON."""
+        return cls(body=lambda request: _candidate(text, request))
+
+    # -- answers the pipeline must refuse or retry -------------------------
+
+    @classmethod
+    def blocked_prompt(cls, reason: str = "PROHIBITED_CONTENT") -> Reply:
+        """HTTP 200 with no candidates: the prompt itself was blocked."""
+        return cls(body=lambda request: {"promptFeedback": {"blockReason": reason}, "usageMetadata": _usage(10, 0)})
+
+    @classmethod
+    def safety_stop(cls, finish_reason: str = "SAFETY") -> Reply:
+        """HTTP 200 with a candidate stopped by the safety filters before any text."""
+        return cls(
+            body=lambda request: {
+                "candidates": [
+                    {
+                        "finishReason": finish_reason,
+                        "index": 0,
+                        "safetyRatings": [
+                            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+                        ],
+                    }
+                ],
+                "usageMetadata": _usage(10, 0),
+            }
+        )
+
+    @classmethod
+    def rate_limited(cls, *, retry_after: float | None = None, retry_delay: str | None = None) -> Reply:
+        """429 for a per-minute limit; optional ``Retry-After`` header and ``RetryInfo.retryDelay`` (``"7s"``)."""
+        details: list[dict[str, Any]] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                        "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
+                        "quotaValue": "10",
+                    }
+                ],
+            }
+        ]
+        if retry_delay is not None:
+            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+        return cls(
+            status=429,
+            headers=headers,
+            body=_error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please retry later.", details),
+        )
+
+    @classmethod
+    def quota_exhausted(cls) -> Reply:
+        """429 for the per-day quota: nothing helps until tomorrow."""
+        details = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                        "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                        "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
+                        "quotaValue": "250",
+                    }
+                ],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "52s"},
+        ]
+        message = (
+            "You exceeded your current quota, please check your plan and billing details. "
+            "For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."
+        )
+        return cls(status=429, body=_error(429, "RESOURCE_EXHAUSTED", message, details))
+
+    @classmethod
+    def server_error(cls, code: int = 500) -> Reply:
+        statuses = {
+            500: ("INTERNAL", "An internal error has occurred."),
+            503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+        }
+        status, message = statuses.get(code, ("UNKNOWN", "Server error."))
+        return cls(status=code, body=_error(code, status, message))
+
+    @classmethod
+    def invalid_key(cls) -> Reply:
+        details = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ]
+        message = "API key not valid. Please pass a valid API key."
+        return cls(status=400, body=_error(400, "INVALID_ARGUMENT", message, details))
+
+    @classmethod
+    def permission_denied(cls) -> Reply:
+        message = "Method doesn't allow unregistered callers. Use an API key or another consumer identity."
+        return cls(status=403, body=_error(403, "PERMISSION_DENIED", message))
+
+
+def _candidate(text: str, request: RecordedRequest, *, output_tokens: int = 0) -> dict[str, Any]:
+    return {
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": _usage(max(1, len(request.prompt_text) // 4), output_tokens or max(1, len(text) // 4)),
+        "modelVersion": request.model,
+        "responseId": "fake-response",
+    }
+
+
+class FakeGeminiServer:
+    """A scriptable Gemini endpoint on 127.0.0.1 and a free port; use as a context manager.
+
+    :param api_key: when set, requests carrying another key get the real 400
+        ``API_KEY_INVALID`` answer, as Google would give.
+    """
+
+    def __init__(self, *, api_key: str | None = None):
+        self.api_key = api_key
+        self._replies: deque[Reply] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> FakeGeminiServer:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="fake-gemini", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeGeminiServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the server is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # -- scripting and inspection -------------------------------------------
+
+    def enqueue(self, *replies: Reply) -> None:
+        """Answer the next generateContent requests with these, in order."""
+        with self._lock:
+            self._replies.extend(replies)
+
+    @property
+    def pending_replies(self) -> int:
+        with self._lock:
+            return len(self._replies)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def generate_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.action == "generateContent"]
+
+    # -- request handling ---------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self._requests.append(request)
+            if self.api_key is not None and request.api_key != self.api_key:
+                return Reply.invalid_key()
+            if request.action == "countTokens":
+                tokens = max(1, len(request.prompt_text) // 4)
+                return Reply(body={"totalTokens": tokens})
+            if request.action != "generateContent":
+                return Reply(status=404, body=_error(404, "NOT_FOUND", f"Unknown action {request.action}."))
+            return self._replies.popleft() if self._replies else Reply.analysis()
+
+
+def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            match = _PATH.match(url.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if not match:
+                self._send(Reply(status=404, body=_error(404, "NOT_FOUND", f"No route for {url.path}.")), None)
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if "key" in (query := parse_qs(url.query)):
+                headers.setdefault("x-goog-api-key", query["key"][0])
+            request = RecordedRequest(
+                method="POST",
+                path=url.path,
+                model=match["model"],
+                action=match["action"],
+                headers=headers,
+                body=json.loads(raw or b"{}"),
+            )
+            self._send(fake._record(request), request)
+
+        def _send(self, reply: Reply, request: RecordedRequest | None) -> None:
+            body = reply.body(request) if callable(reply.body) and request is not None else reply.body
+            payload = body.encode() if isinstance(body, str) else json.dumps(body or {}, ensure_ascii=False).encode()
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output clean; requests are recorded instead
+
+    return Handler
