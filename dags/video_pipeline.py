@@ -1,0 +1,152 @@
+"""
+# video_pipeline
+
+Turns every video dropped in the bucket's `pending/` prefix into web-ready media,
+a transcript and an AI analysis.
+
+**Flow per run** (hourly, or triggered by hand):
+
+1. `wait_for_uploads` — waits for a file in `pending/` (S3KeySensor, or the local
+   folder). If nothing arrives before the run's window closes, the run ends with
+   its tasks *skipped*, not failed. A `one_shot` run skips at once.
+2. `claim_uploads` — claims up to `batch_size` uploads in the PostgreSQL ledger
+   (atomically: no upload is ever claimed by two runs) and moves them to
+   `processing/`.
+3. `video` (one mapped group per video, named after the file in the grid):
+   `transcode` ∥ `transcribe` → `analyze` → `publish`. Transcode and transcribe
+   start together from the same source; outputs land in `outputs/<video id>/`.
+4. `reconcile` — always runs last: makes the bucket agree with the ledger,
+   returns stale claims from dead runs, and logs a summary.
+
+**Where a video ends:** `completed/` on success; `failed/` with
+`<name>.error.json` (stage, error class, message, attempt, time) on failure.
+
+**How problems show:** a bad upload (empty, not media, corrupt, over a limit)
+skips its group and the run stays green; an infrastructure error is retried and,
+when retries run out, turns the run red. A provider quota that ran out puts the
+video back in `pending/` for the next run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import Param, dag, task, task_group
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from include.video_pipeline.config import MAX_BATCH_SIZE, load_settings
+from include.video_pipeline.operators.analyze import VideoAnalyzeOperator
+from include.video_pipeline.operators.publish import VideoPublishOperator
+from include.video_pipeline.operators.sensors import pending_uploads_sensor
+from include.video_pipeline.operators.transcode import VideoTranscodeOperator
+from include.video_pipeline.operators.transcribe import VideoTranscribeOperator
+
+SETTINGS = load_settings()  # environment only: no I/O at parse time
+
+TRANSCODE_POOL = "video_transcode"
+TRANSCRIBE_POOL = "video_transcribe"
+GEMINI_POOL = "gemini_api"
+
+# The window a run waits for uploads before giving up (a little under the hour,
+# so one run ends before the next one is due).
+SENSOR_WINDOW = timedelta(minutes=55)
+
+default_args = {
+    "owner": "video-pipeline",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+@dag(
+    dag_id="video_pipeline",
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    doc_md=__doc__,
+    tags=["video", "media", "transcription", "analysis"],
+    render_template_as_native_obj=True,
+    params={
+        "one_shot": Param(
+            False, type="boolean", description="Process what is pending now and finish; do not wait for uploads."
+        ),
+        "batch_size": Param(
+            SETTINGS.batch_size,
+            type="integer",
+            minimum=1,
+            maximum=MAX_BATCH_SIZE,
+            description="Most uploads this run claims; the rest wait for the next run.",
+        ),
+        "language": Param(
+            SETTINGS.whisper.language or "auto",
+            type="string",
+            description="Spoken language as an ISO code (ru, en, ...), or auto to detect it.",
+        ),
+        "output_language": Param(
+            SETTINGS.analysis.output_language or "",
+            type="string",
+            description="Language of the analysis; empty means the transcript's language.",
+        ),
+    },
+)
+def video_pipeline() -> None:
+    uploads_waiting = pending_uploads_sensor(
+        task_id="wait_for_uploads",
+        mode="reschedule",
+        poke_interval=SETTINGS.sensor_poke_seconds,
+        timeout=SENSOR_WINDOW.total_seconds(),
+        soft_fail=True,
+        retries=0,
+    )
+
+    @task(doc_md="Claim uploads in the ledger and move them to processing/; returns ids and keys only.")
+    def claim_uploads(**context: Any) -> list[dict[str, Any]]:
+        from include.video_pipeline.operators.tasks import claim_uploads as claim
+
+        return claim(context)
+
+    @task_group(group_id="video")
+    def process_video(video: Any) -> None:
+        media = VideoTranscodeOperator(
+            task_id="transcode", video=video, pool=TRANSCODE_POOL, execution_timeout=timedelta(hours=6)
+        )
+        transcript = VideoTranscribeOperator(
+            task_id="transcribe", video=video, pool=TRANSCRIBE_POOL, execution_timeout=timedelta(hours=6)
+        )
+        analysis = VideoAnalyzeOperator(
+            task_id="analyze",
+            video=video,
+            transcript=transcript.output,
+            pool=GEMINI_POOL,
+            execution_timeout=timedelta(minutes=30),
+        )
+        VideoPublishOperator(
+            task_id="publish",
+            video=video,
+            media=media.output,
+            transcript=transcript.output,
+            analysis=analysis.output,
+        )
+
+    @task(
+        trigger_rule="all_done",
+        retries=3,
+        doc_md="Make the bucket agree with the ledger; sweep stale claims; fail the run on infrastructure errors.",
+    )
+    def reconcile(**context: Any) -> dict[str, Any]:
+        from include.video_pipeline.operators.tasks import reconcile as reconcile_run
+
+        return reconcile_run(context)
+
+    claimed = claim_uploads()
+    uploads_waiting >> claimed
+    videos = process_video.expand(video=claimed)
+    videos >> reconcile()
+
+
+video_pipeline()

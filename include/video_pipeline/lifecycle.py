@@ -1,0 +1,284 @@
+"""The life of an upload: claim, settle (move by outcome), reconcile, sweep.
+
+The ledger decides, the bucket follows. A stage records an *outcome* in the
+ledger (succeeded, failed with a report, requeue); ``settle`` then moves the
+object to the prefix that outcome implies. Callbacks call ``settle`` right away;
+the ``reconcile`` task calls it again at the end of every run for anything a
+callback missed (callbacks are best effort in Airflow 3: their exceptions are
+only logged, and they do not run when a task is marked from the UI).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from include.video_pipeline.config import Settings
+from include.video_pipeline.core.errors import FailureReport
+from include.video_pipeline.core.states import (
+    InvalidKey,
+    VideoState,
+    error_report_key,
+    move_keys,
+    relative_key,
+    state_key,
+    video_id,
+)
+from include.video_pipeline.hooks.results_db import ResultsDbHook
+from include.video_pipeline.storage.base import ObjectMissing, ObjectStore, move_object
+
+log = logging.getLogger(__name__)
+
+OUTCOME_TARGET = {
+    "succeeded": VideoState.COMPLETED,
+    "failed": VideoState.FAILED,
+    "requeue": VideoState.PENDING,
+}
+
+
+@dataclass(frozen=True)
+class ClaimedVideo:
+    """What crosses XCom for one video: ids and keys, never media or text."""
+
+    video_id: str
+    rel_key: str
+    name: str
+    size: int
+    etag: str
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, data: dict[str, Any]) -> ClaimedVideo:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class ReconcileReport:
+    run_id: str
+    completed: list[str] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)
+    orphans_returned: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def infrastructure_failures(self) -> list[dict[str, Any]]:
+        """Failures that were not the upload's fault: these make the run red."""
+        return [f for f in self.failed if f.get("retryable", True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counts"] = {
+            "completed": len(self.completed),
+            "failed": len(self.failed),
+            "requeued": len(self.requeued),
+            "swept": len(self.swept),
+            "orphans_returned": len(self.orphans_returned),
+        }
+        return data
+
+
+class VideoLifecycle:
+    """Ledger + store operations on whole uploads. Every method is safe to repeat."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, db: ResultsDbHook):
+        self.settings = settings
+        self.store = store
+        self.db = db
+        self.prefixes = settings.prefixes
+
+    # -- claim ----------------------------------------------------------------
+
+    def claim_batch(self, run_id: str, limit: int | None = None) -> list[ClaimedVideo]:
+        """Claim up to ``limit`` uploads from pending/, oldest first, and move them to processing/."""
+        limit = limit or self.settings.batch_size
+        busy = self.db.active_source_keys()
+        candidates = []
+        for obj in self.store.list(self.prefixes.pending):
+            try:
+                rel = relative_key(obj.key, VideoState.PENDING, self.prefixes)
+            except InvalidKey as exc:
+                if not obj.key.endswith("/"):
+                    log.warning("Ignoring %r in pending/: %s", obj.key, exc)
+                continue
+            if rel not in busy:
+                candidates.append((obj.last_modified, obj.key, rel, obj))
+        candidates.sort(key=lambda item: (item[0], item[1]))
+        if len(candidates) > limit:
+            log.info("%d uploads pending; claiming %d, the rest wait for the next run", len(candidates), limit)
+
+        claimed: list[ClaimedVideo] = []
+        for _, key, rel, obj in candidates:
+            if len(claimed) >= limit:
+                break
+            vid = video_id(self.store.location, rel, obj.etag)
+            if not self.db.claim(
+                video_id=vid,
+                bucket=self.store.location,
+                source_key=rel,
+                etag=obj.etag,
+                size_bytes=obj.size,
+                run_id=run_id,
+                lease_seconds=self.settings.processing_lease_seconds,
+            ):
+                log.info("%s is claimed by another run; skipping", rel)
+                continue
+            try:
+                move_object(self.store, key, state_key(rel, VideoState.PROCESSING, self.prefixes))
+            except ObjectMissing:
+                log.info("%s vanished before it could be claimed; releasing", rel)
+                self.db.release_claim(vid, run_id)
+                continue
+            claimed.append(ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1], size=obj.size,
+                                        etag=obj.etag))
+        log.info("Claimed %d upload(s) for run %s", len(claimed), run_id)
+        return claimed
+
+    # -- settle ---------------------------------------------------------------
+
+    def settle(self, vid: str) -> VideoState | None:
+        """Move a decided video to the prefix its outcome implies; None while undecided."""
+        row = self.db.get_video(vid)
+        if row is None:
+            log.warning("No ledger row for %s; nothing to settle", vid)
+            return None
+        if row["state"] != VideoState.PROCESSING.value:
+            return VideoState(row["state"])
+        outcome = row["outcome"]
+        if outcome is None:
+            return None
+        target = OUTCOME_TARGET[outcome]
+        rel = row["source_key"]
+        if target is VideoState.FAILED:
+            report = dict(row["error"] or {})
+            report.setdefault("video_id", vid)
+            report.setdefault("source_key", rel)
+            # The reason goes in first, so a video in failed/ always has one beside it.
+            self.store.put_bytes(
+                error_report_key(rel, self.prefixes),
+                json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"),
+                content_type="application/json",
+            )
+        source, destination = move_keys(rel, VideoState.PROCESSING, target, self.prefixes)
+        try:
+            move_object(self.store, source, destination)
+        except ObjectMissing:
+            log.error("%s is in neither %s nor %s (deleted by hand?); recording %s anyway",
+                      rel, source, destination, target.value)
+        self.db.finish(vid, target.value)
+        self._drop_work_dir(vid)
+        log.info("Settled %s: %s -> %s", rel, outcome, destination)
+        return target
+
+    def fail(self, vid: str, report: FailureReport) -> VideoState | None:
+        self.db.set_outcome(vid, "failed", report)
+        return self.settle(vid)
+
+    def _drop_work_dir(self, vid: str) -> None:
+        shutil.rmtree(self.settings.work_dir / vid, ignore_errors=True)
+
+    # -- reconcile --------------------------------------------------------------
+
+    def reconcile(self, run_id: str) -> ReconcileReport:
+        """Make the bucket agree with the ledger for ``run_id``, then sweep what others left."""
+        report = ReconcileReport(run_id=run_id)
+        for row in self.db.videos_for_run(run_id):
+            vid = row["video_id"]
+            try:
+                if row["state"] == VideoState.PROCESSING.value and row["outcome"] is None:
+                    # Every task of this video is finished (reconcile runs last), yet
+                    # nothing decided its fate: a task failed without its callback,
+                    # or was marked failed/skipped from the UI.
+                    last = row["last_error"] or {}
+                    self.db.set_outcome(
+                        vid,
+                        "failed",
+                        FailureReport(
+                            stage=last.get("stage", "unknown"),
+                            error_class=last.get("error_class", "Incomplete"),
+                            message=last.get("message", "the run ended before this video finished all stages"),
+                            attempt=int(last.get("attempt", 0)),
+                            video_id=vid,
+                            source_key=row["source_key"],
+                            details={"reconciled": True},
+                        ),
+                    )
+                self.settle(vid)
+            except Exception as exc:  # keep reconciling the others
+                log.exception("Could not reconcile %s", vid)
+                report.errors.append(f"{vid}: {type(exc).__name__}: {exc}")
+            final = self.db.get_video(vid) or {}
+            state = final.get("state")
+            if state == VideoState.COMPLETED.value:
+                report.completed.append(vid)
+            elif state == VideoState.FAILED.value:
+                error = final.get("error") or {}
+                report.failed.append({
+                    "video_id": vid,
+                    "source_key": final.get("source_key"),
+                    "stage": error.get("stage"),
+                    "reason": error.get("reason"),
+                    "message": error.get("message"),
+                    "retryable": error.get("retryable", True),
+                })
+            elif state == VideoState.PENDING.value:
+                report.requeued.append(vid)
+        self.sweep(run_id, report)
+        return report
+
+    def sweep(self, run_id: str, report: ReconcileReport) -> None:
+        """Return claims whose lease expired (their worker or run died) and orphans to pending/."""
+        for row in self.db.stale_claims(exclude_run_id=run_id):
+            vid = row["video_id"]
+            try:
+                self.db.set_outcome(vid, "requeue")
+                self.settle(vid)
+                report.swept.append(vid)
+            except Exception as exc:
+                log.exception("Could not sweep %s", vid)
+                report.errors.append(f"{vid}: {type(exc).__name__}: {exc}")
+
+        # Anything in processing/ without an active claim has no owner (a lost
+        # ledger, or a file put there by hand): give it back to pending/. The
+        # listing comes first: a claim writes its row before moving the object.
+        listed = list(self.store.list(self.prefixes.processing))
+        active = self.db.active_source_keys()
+        for obj in listed:
+            try:
+                rel = relative_key(obj.key, VideoState.PROCESSING, self.prefixes)
+            except InvalidKey:
+                continue
+            if rel in active:
+                continue
+            try:
+                move_object(self.store, obj.key, state_key(rel, VideoState.PENDING, self.prefixes))
+                report.orphans_returned.append(rel)
+            except ObjectMissing:
+                continue
+        self._purge_old_work_dirs()
+
+    def _purge_old_work_dirs(self) -> None:
+        root = self.settings.work_dir
+        if not root.is_dir():
+            return
+        cutoff = time.time() - self.settings.processing_lease_seconds
+        for entry in root.iterdir():
+            try:
+                if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except FileNotFoundError:
+                continue
+
+
+def work_dir_for(settings: Settings, vid: str) -> Path:
+    path = settings.work_dir / vid
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,60 @@
+"""Sensors that start a run when uploads are waiting in pending/.
+
+Both honour the run's ``one_shot`` param: a one-shot run that finds nothing
+skips at once instead of waiting for the window to close.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from include.video_pipeline.config import load_settings
+from include.video_pipeline.core.states import is_upload_key
+
+
+def _skip_if_one_shot(context: Any, found: bool, where: str) -> bool:
+    if not found and context["params"].get("one_shot"):
+        raise AirflowSkipException(f"one-shot run: nothing pending in {where}")
+    return found
+
+
+def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator:
+    """The sensor for the configured storage: ``S3KeySensor`` for S3, a folder sensor for local."""
+    settings = load_settings()
+    if settings.storage == "local":
+        return LocalPendingSensor(task_id=task_id, **kwargs)
+
+    from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+
+    class PendingUploadsS3KeySensor(S3KeySensor):
+        """``S3KeySensor`` on ``pending/*`` (wildcard) that ends a one-shot run early."""
+
+        def poke(self, context: Any) -> bool:
+            return _skip_if_one_shot(context, super().poke(context), f"s3://{settings.bucket}/{settings.prefixes.pending}")
+
+    return PendingUploadsS3KeySensor(
+        task_id=task_id,
+        bucket_name=settings.bucket,
+        bucket_key=f"{settings.prefixes.pending}*",
+        wildcard_match=True,
+        aws_conn_id=settings.aws_conn_id,
+        deferrable=settings.sensor_deferrable,
+        **kwargs,
+    )
+
+
+class LocalPendingSensor(BaseSensorOperator):
+    """Waits for a file under the local storage's pending/ folder."""
+
+    ui_color = "#fff7e6"
+
+    def poke(self, context: Any) -> bool:
+        from include.video_pipeline.storage.local import LocalFolderStore
+
+        settings = load_settings()
+        store = LocalFolderStore(settings.local_root)
+        found = any(is_upload_key(obj.key, settings.prefixes) for obj in store.list(settings.prefixes.pending))
+        return _skip_if_one_shot(context, found, str(settings.local_root / settings.prefixes.pending))

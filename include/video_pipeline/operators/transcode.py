@@ -1,0 +1,41 @@
+"""VideoTranscodeOperator: web-ready MP4, poster and thumbnails from the upload."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from include.video_pipeline.operators.base import StageContext, VideoStageOperator
+from include.video_pipeline.staging import fetch_source, stage_files
+
+
+class VideoTranscodeOperator(VideoStageOperator):
+    """Probe the upload (refusing what can never work), then transcode or remux it.
+
+    Outputs go to ``staging/<video id>/``; ``publish`` makes them public.
+    """
+
+    stage = "transcode"
+    ui_color = "#fde9d9"
+
+    def run_stage(self, ctx: StageContext) -> dict[str, Any]:
+        from include.video_pipeline.hooks.ffmpeg import FfmpegHook
+
+        video = ctx.video
+        source = fetch_source(ctx.store, ctx.settings, video.video_id, video.rel_key)
+        ffmpeg = FfmpegHook(settings=ctx.settings.transcode)
+        info = ffmpeg.probe(source)
+        with tempfile.TemporaryDirectory(prefix="transcode-", dir=source.parent) as out:
+            result = ffmpeg.transcode(source, Path(out), info)
+            files = sorted(p for p in Path(out).iterdir() if p.is_file())
+            staged = stage_files(ctx.store, ctx.settings, video.video_id, files)
+        media = {"probe": info.to_dict(), "transcode": result.to_dict()}
+        ctx.db.save_media(video.video_id, media)
+        return {
+            "files": [f.to_dict() for f in staged],
+            "duration": info.duration,
+            "has_video": info.has_video,
+            "has_audio": info.has_audio,
+            "remuxed": bool(result.remuxed),
+        }

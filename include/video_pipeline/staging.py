@@ -1,0 +1,121 @@
+"""Moving bytes between the store and a task's disk: the source cache and staged outputs.
+
+Stages write their outputs under ``staging/<video id>/`` and only ``publish``
+copies them to ``outputs/<video id>/``, with ``manifest.json`` written last: a
+reader that finds a manifest finds every file it lists, whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import mimetypes
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from include.video_pipeline.config import Settings
+from include.video_pipeline.core.states import VideoState, state_key
+from include.video_pipeline.storage.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+_CONTENT_TYPES = {
+    ".vtt": "text/vtt; charset=utf-8",
+    ".srt": "application/x-subrip; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".mp4": "video/mp4",
+    ".jpg": "image/jpeg",
+    ".wav": "audio/wav",
+    ".m4a": "audio/mp4",
+}
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def content_type(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def staging_key(settings: Settings, vid: str, name: str = "") -> str:
+    return f"{settings.staging_prefix}{vid}/{name}"
+
+
+def output_key(settings: Settings, vid: str, name: str = "") -> str:
+    return f"{settings.output_prefix}{vid}/{name}"
+
+
+def fetch_source(store: ObjectStore, settings: Settings, vid: str, rel_key: str) -> Path:
+    """The upload on local disk, downloaded once per machine.
+
+    Transcode and transcribe run in parallel from the same source; when they
+    land on the same worker the second waits on a file lock and reuses the
+    first one's download instead of fetching the video again.
+    """
+    folder = settings.work_dir / vid
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = Path(rel_key).suffix.lower()
+    # The local name is ours (never the upload's), so hostile names cannot
+    # escape the work folder or confuse ffmpeg's argument parsing.
+    target = folder / f"source{suffix if suffix.isascii() and len(suffix) <= 8 else ''}"
+    key = state_key(rel_key, VideoState.PROCESSING, settings.prefixes)
+    with open(folder / ".source.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        expected = store.head(key)
+        if expected is None:
+            raise FileNotFoundError(f"{key!r} is not in the store (moved or deleted while processing)")
+        if target.exists() and target.stat().st_size == expected.size:
+            log.info("Reusing the source already downloaded to %s", target)
+            return target
+        _check_free_space(folder, expected.size)
+        partial = folder / f".{target.name}.part"
+        store.download(key, partial)
+        os.replace(partial, target)
+        log.info("Downloaded %s (%d bytes) to %s", key, expected.size, target)
+    return target
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    # Outputs need room too: ask for twice the upload plus a margin.
+    free = shutil.disk_usage(folder).free
+    if free < needed * 2 + 256 * 1024 * 1024:
+        raise OSError(f"not enough temp space in {folder}: {free} bytes free, {needed} byte upload")
+
+
+def stage_files(store: ObjectStore, settings: Settings, vid: str, paths: list[Path]) -> list[StagedFile]:
+    """Upload a stage's output files to ``staging/<vid>/`` and describe them for the manifest."""
+    staged = []
+    for path in paths:
+        kind = content_type(path.name)
+        store.upload(path, staging_key(settings, vid, path.name), content_type=kind)
+        staged.append(StagedFile(name=path.name, size=path.stat().st_size, sha256=sha256_file(path),
+                                 content_type=kind))
+    return staged
+
+
+def stage_bytes(store: ObjectStore, settings: Settings, vid: str, name: str, data: bytes) -> StagedFile:
+    kind = content_type(name)
+    store.put_bytes(staging_key(settings, vid, name), data, content_type=kind)
+    return StagedFile(name=name, size=len(data), sha256=hashlib.sha256(data).hexdigest(), content_type=kind)

@@ -1,0 +1,98 @@
+"""The environment for running this project's Airflow on one machine (make run / make up / tests).
+
+Airflow's metadata and the results live in a local PostgreSQL
+(``tools/local_postgres.py``); ``AIRFLOW_HOME`` is a git-ignored folder of the
+project. Values already set in the environment (e.g. from ``.env``) win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+POOLS = {
+    # name: (env var with the size, default size, description)
+    "video_transcode": ("VIDEO_PIPELINE_TRANSCODE_POOL_SLOTS", 2, "ffmpeg transcodes running at once"),
+    "video_transcribe": ("VIDEO_PIPELINE_TRANSCRIBE_POOL_SLOTS", 1, "Whisper transcriptions running at once"),
+    "gemini_api": ("VIDEO_PIPELINE_GEMINI_POOL_SLOTS", 4, "concurrent Gemini API calls (rate limit)"),
+}
+
+
+def legacy_connections(env: Mapping[str, str]) -> dict[str, str]:
+    """Airflow connections built from the old Node.js pipeline's variables, when no connection is set.
+
+    ``S3_INPUT_ACCESS_KEY_ID``/``S3_INPUT_SECRET_ACCESS_KEY``/``S3_INPUT_ENDPOINT``
+    become ``aws_default``; ``GOOGLE_API_KEY`` (or ``GEMINI_API_KEY``) becomes
+    ``gemini_default``. The result is a set of ``AIRFLOW_CONN_*`` variables.
+    """
+    result: dict[str, str] = {}
+    key_id = env.get("S3_INPUT_ACCESS_KEY_ID") or env.get("VIDEO_PIPELINE_S3_ACCESS_KEY_ID")
+    secret = env.get("S3_INPUT_SECRET_ACCESS_KEY") or env.get("VIDEO_PIPELINE_S3_SECRET_ACCESS_KEY")
+    if key_id and secret and "AIRFLOW_CONN_AWS_DEFAULT" not in env:
+        extra: dict[str, str] = {}
+        endpoint = env.get("VIDEO_PIPELINE_S3_ENDPOINT_URL") or env.get("S3_INPUT_ENDPOINT")
+        region = env.get("VIDEO_PIPELINE_S3_REGION") or env.get("S3_INPUT_REGION")
+        if endpoint:
+            extra["endpoint_url"] = endpoint if "://" in endpoint else f"https://{endpoint}"
+        if region:
+            extra["region_name"] = region
+        result["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
+            {"conn_type": "aws", "login": key_id, "password": secret, "extra": extra}
+        )
+    gemini_key = env.get("GEMINI_API_KEY") or env.get("GOOGLE_API_KEY")
+    if gemini_key and "AIRFLOW_CONN_GEMINI_DEFAULT" not in env:
+        result["AIRFLOW_CONN_GEMINI_DEFAULT"] = json.dumps({"conn_type": "generic", "password": gemini_key})
+    return result
+
+
+def airflow_environment(postgres_port: int, airflow_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    metadata = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres_port}/airflow"
+    defaults = {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": f"postgresql://postgres@127.0.0.1:{postgres_port}/video_pipeline",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    env["PATH"] = os.pathsep.join((str(VENV_BIN), env.get("PATH", "")))
+    env.update(legacy_connections(env))
+    return env
+
+
+def airflow(args: list[str], env: Mapping[str, str], *, quiet: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "airflow"), *args],
+        env=dict(env),
+        check=True,
+        text=True,
+        capture_output=quiet,
+    )
+
+
+def prepare_metadata(env: Mapping[str, str]) -> None:
+    """Migrate Airflow's metadata database and create the pools the DAG uses (idempotent)."""
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    try:
+        airflow(["db", "migrate"], env)
+        for name, (variable, default, description) in POOLS.items():
+            slots = env.get(variable) or str(default)
+            airflow(["pools", "set", name, slots, description], env)
+    except subprocess.CalledProcessError as exc:
+        sys.stderr.write(exc.stdout or "")
+        sys.stderr.write(exc.stderr or "")
+        raise
