@@ -1,0 +1,549 @@
+"""Run ffmpeg and ffprobe: probe uploads, make the web rendition, extract audio for Whisper.
+
+Every decision (copy or re-encode, sizes, filters, which audio track) is made in
+:mod:`include.video_pipeline.core.media`; this hook only runs the commands it
+builds, with a time budget, progress in the task log, and careful cleanup.
+
+Binaries: the system ``ffmpeg``/``ffprobe`` when they are on ``PATH``, else the
+static ffmpeg shipped by ``imageio-ffmpeg``. That build has no ffprobe, so
+probing then falls back to parsing the input description ``ffmpeg -i`` prints
+(:func:`~include.video_pipeline.core.media.parse_ffmpeg_banner`): codecs, sizes,
+rotation, channels and default flags are recovered, the colour transfer is
+not, so HDR sources are converted to 8 bits without tone-mapping.
+
+Commands are run with :mod:`subprocess` rather than through ffmpeg-python's
+``run()``: the pipeline needs a timeout, a process-group kill, and live
+``-progress`` parsing, which ffmpeg-python does not offer; the argument lists it
+would build are built (and unit-tested) in ``core.media`` instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from airflow.sdk import BaseHook
+
+from include.video_pipeline.config import TranscodeSettings
+from include.video_pipeline.core.errors import InputRejected, RejectReason, StageTimeout
+from include.video_pipeline.core.media import (
+    WHISPER_SAMPLE_RATE,
+    MediaInfo,
+    PosterPlan,
+    audio_extract_args,
+    check_complete_output,
+    check_size,
+    classify_ffmpeg_failure,
+    classify_probe_failure,
+    expected_output_duration,
+    parse_ffmpeg_banner,
+    parse_probe,
+    plan_poster,
+    plan_thumbnails,
+    plan_transcode,
+    poster_args,
+    progress_percent,
+    progress_seconds,
+    render_thumbnails_vtt,
+    stage_timeout,
+    thumbnail_sheet_args,
+    transcode_args,
+    validate_media,
+)
+
+# Lines of ffmpeg's stderr quoted in error messages (the end is where the cause is).
+STDERR_TAIL_LINES = 20
+# Lines kept for classifying a failure: decode errors can be printed long before the exit.
+_STDERR_KEEP_LINES = 400
+# Log progress at most this often, so an hour-long transcode does not flood the task log.
+_PROGRESS_LOG_STEP_PERCENT = 10.0
+_PROGRESS_LOG_MIN_SECONDS = 30.0
+
+VIDEO_NAME = "video.mp4"
+POSTER_NAME = "poster.jpg"
+THUMBNAILS_NAME = "thumbnails.jpg"
+THUMBNAILS_VTT_NAME = "thumbnails.vtt"
+
+
+class FfmpegError(RuntimeError):
+    """ffmpeg failed for a reason that is not the upload's fault (retryable).
+
+    :param stderr_tail: the last lines ffmpeg printed, also part of the message.
+    """
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = ""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+@dataclass(frozen=True)
+class TranscodeResult:
+    """What :meth:`FfmpegHook.transcode` wrote into ``out_dir``.
+
+    For an audio-only upload every path is ``None`` and ``has_video`` is false:
+    there is nothing to show, only something to transcribe.
+
+    :param width: display width of ``video.mp4`` (after rotation and scaling).
+    :param remuxed: every stream was copied, nothing re-encoded.
+    :param reasons: why streams were re-encoded, for logs and reports.
+    """
+
+    video_path: Path | None
+    poster_path: Path | None
+    thumbnails_path: Path | None
+    thumbnails_vtt_path: Path | None
+    width: int | None
+    height: int | None
+    duration: float
+    remuxed: bool
+    elapsed_seconds: float
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def has_video(self) -> bool:
+        return self.video_path is not None
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file written, for uploading."""
+        candidates = (self.video_path, self.poster_path, self.thumbnails_path, self.thumbnails_vtt_path)
+        return tuple(p for p in candidates if p is not None)
+
+
+@dataclass(frozen=True)
+class AudioExtract:
+    """A 16 kHz mono PCM WAV of the upload's default audio track."""
+
+    path: Path
+    duration: float
+    stream_index: int
+    elapsed_seconds: float
+    sample_rate: int = WHISPER_SAMPLE_RATE
+    channels: int = 1
+    language: str | None = None
+
+
+@dataclass
+class _Run:
+    """The outcome of one ffmpeg process."""
+
+    returncode: int
+    stderr: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def tail(self) -> str:
+        return "\n".join(self.stderr[-STDERR_TAIL_LINES:])
+
+
+def _temp_name(final: Path) -> Path:
+    # Same folder as the final file so the rename is atomic; a leading dot and
+    # a .part suffix keep half-written files out of any "*.mp4" listing.
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+class FfmpegHook(BaseHook):
+    """Probe and transcode local media files with ffmpeg; no Airflow connection is needed.
+
+    :param settings: limits and encoder settings (``include.video_pipeline.config``).
+    :param ffmpeg_path: an explicit ffmpeg binary; default: ``ffmpeg`` on ``PATH``,
+        else imageio-ffmpeg's.
+    :param ffprobe_path: an explicit ffprobe; default: ``ffprobe`` next to a
+        system ffmpeg. ``""`` forces the ``ffmpeg -i`` fallback.
+    """
+
+    conn_name_attr = None
+    hook_name = "FFmpeg"
+
+    def __init__(
+        self,
+        *,
+        settings: TranscodeSettings | None = None,
+        ffmpeg_path: str | None = None,
+        ffprobe_path: str | None = None,
+        logger_name: str | None = None,
+    ) -> None:
+        super().__init__(logger_name=logger_name)
+        self.settings = settings or TranscodeSettings()
+        self.ffmpeg_path = ffmpeg_path
+        self.ffprobe_path = ffprobe_path
+
+    # ------------------------------------------------------------------ binaries
+
+    @cached_property
+    def ffmpeg(self) -> str:
+        """The ffmpeg executable in use."""
+        if self.ffmpeg_path:
+            return self.ffmpeg_path
+        system = shutil.which("ffmpeg")
+        if system:
+            return system
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+    @cached_property
+    def ffprobe(self) -> str | None:
+        """The ffprobe executable, or ``None`` when probing falls back to ``ffmpeg -i``."""
+        if self.ffprobe_path is not None:
+            return self.ffprobe_path or None
+        # Only pair ffprobe with the ffmpeg it ships with: a system ffprobe next
+        # to imageio's ffmpeg could disagree about codecs.
+        sibling = Path(self.ffmpeg).with_name("ffprobe")
+        if sibling.is_file() and os.access(sibling, os.X_OK):
+            return str(sibling)
+        return None
+
+    @cached_property
+    def can_tonemap(self) -> bool:
+        """Whether this ffmpeg has the zscale and tonemap filters (HDR to SDR)."""
+        proc = subprocess.run(
+            [self.ffmpeg, "-hide_banner", "-nostdin", "-filters"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        names = {line.split()[1] for line in proc.stdout.splitlines() if len(line.split()) > 2}
+        return {"zscale", "tonemap"} <= names
+
+    # ------------------------------------------------------------------- probing
+
+    def probe(self, path: str | os.PathLike[str]) -> MediaInfo:
+        """Describe ``path`` and refuse it if it can never be processed.
+
+        :raises InputRejected: empty, too large, not media, corrupt, no streams,
+            unsupported codec or too long.
+        :raises FfmpegError: ffprobe itself failed (retryable).
+        """
+        path = Path(path)
+        size = path.stat().st_size
+        # Before any tool runs: a 0-byte or 50 GB file needs no decoder to refuse.
+        check_size(size, max_bytes=self.settings.max_upload_bytes)
+        data = self._probe_json(path)
+        info = parse_probe(data, size_bytes=size)
+        validate_media(
+            info, max_bytes=self.settings.max_upload_bytes, max_duration_seconds=self.settings.max_duration_seconds
+        )
+        video = info.video
+        self.log.info(
+            "Probed %s: %s, %.2f s, %d bytes, video=%s, audio tracks=%d",
+            path.name,
+            info.container,
+            info.duration,
+            info.size_bytes,
+            f"{video.codec} {video.width}x{video.height} rot={video.rotation} {video.pix_fmt}" if video else None,
+            len(info.audio),
+        )
+        return info
+
+    def _probe_json(self, path: Path) -> dict:  # type: ignore[type-arg]
+        timeout = float(self.settings.timeout_floor_seconds)
+        if self.ffprobe:
+            cmd = [self.ffprobe, "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
+        else:
+            cmd = [self.ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise StageTimeout(f"probing {path.name} took longer than {timeout:.0f} s") from None
+        stderr = proc.stderr.decode("utf-8", "replace")
+        if self.ffprobe and proc.returncode == 0:
+            return json.loads(proc.stdout.decode("utf-8", "replace"))  # type: ignore[no-any-return]
+        if not self.ffprobe:
+            # "ffmpeg -i" with no output always exits 1; success is a parsed banner.
+            try:
+                return parse_ffmpeg_banner(stderr)
+            except ValueError:
+                pass
+        self._raise_probe_failure(path, stderr, proc.returncode)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_probe_failure(self, path: Path, stderr: str, returncode: int) -> None:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+        tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
+        reason = classify_probe_failure(stderr, head)
+        if reason is RejectReason.NOT_MEDIA:
+            raise InputRejected(
+                reason, f"{path.name} is not a video or audio file", {"ffprobe": tail[-1000:], "head": head[:16].hex()}
+            )
+        if reason is not None:
+            raise InputRejected(reason, f"{path.name} cannot be read: it is damaged or incomplete", {"ffprobe": tail})
+        raise FfmpegError(
+            f"probing {path.name} failed (exit {returncode}):\n{tail}", returncode=returncode, stderr_tail=tail
+        )
+
+    def _duration_of(self, path: Path) -> float:
+        """Duration of a file we wrote ourselves (used to detect truncated sources)."""
+        data = self._probe_json(path)
+        return parse_probe(data).duration
+
+    # ------------------------------------------------------------------ transcode
+
+    def transcode(
+        self, source: str | os.PathLike[str], out_dir: str | os.PathLike[str], info: MediaInfo
+    ) -> TranscodeResult:
+        """Write ``video.mp4``, ``poster.jpg``, ``thumbnails.jpg`` and ``thumbnails.vtt`` into ``out_dir``.
+
+        All four appear together or not at all: they are written under
+        temporary names and renamed at the end, and removed on any failure.
+        Audio-only uploads produce nothing here.
+
+        :param info: the result of :meth:`probe` for ``source``.
+        :raises InputRejected: the source turned out to be corrupt while decoding.
+        :raises StageTimeout: ffmpeg ran past its time budget.
+        :raises FfmpegError: any other ffmpeg failure (retryable).
+        """
+        started = time.monotonic()
+        source, out_dir = Path(source), Path(out_dir)
+        settings = self.settings
+        plan = plan_transcode(
+            info,
+            max_height=settings.max_height,
+            crf=settings.crf,
+            preset=settings.preset,
+            can_tonemap=bool(info.video and info.video.hdr) and self.can_tonemap,
+        )
+        if plan.video is None:
+            self.log.info("%s has no video stream: no web video, poster or thumbnails to make", source.name)
+            return TranscodeResult(None, None, None, None, None, None, info.duration, False, 0.0, plan.reasons)
+        if plan.remux:
+            self.log.info("%s is already web-ready: copying streams into mp4 (no re-encode)", source.name)
+        else:
+            self.log.info("Re-encoding %s: %s", source.name, "; ".join(plan.reasons))
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        finals = [out_dir / n for n in (VIDEO_NAME, POSTER_NAME, THUMBNAILS_NAME, THUMBNAILS_VTT_NAME)]
+        temps = [_temp_name(p) for p in finals]
+        tmp_video, tmp_poster, tmp_sheet, tmp_vtt = temps
+        try:
+            timeout = stage_timeout(
+                info.duration, factor=settings.timeout_factor, floor_seconds=settings.timeout_floor_seconds
+            )
+            run = self._run(
+                transcode_args(str(source), str(tmp_video), plan, threads=settings.threads),
+                what=f"transcoding {source.name}",
+                duration=info.duration,
+                timeout=timeout,
+            )
+            out = parse_probe(self._probe_json(tmp_video), size_bytes=tmp_video.stat().st_size)
+            self._check_complete(expected_output_duration(info, plan), out.duration, run)
+            assert out.video is not None, "ffmpeg wrote an mp4 without video"
+            width, height = out.video.display_width, out.video.display_height
+
+            self._make_poster(tmp_video, tmp_poster, out)
+            sheet = plan_thumbnails(out.duration, width, height)
+            self._run(
+                thumbnail_sheet_args(str(tmp_video), str(tmp_sheet), sheet),
+                what=f"making thumbnails of {source.name}",
+                duration=0.0,
+                timeout=float(settings.timeout_floor_seconds),
+            )
+            tmp_vtt.write_text(render_thumbnails_vtt(sheet, THUMBNAILS_NAME), encoding="utf-8")
+            for tmp, final in zip(temps, finals, strict=True):
+                tmp.replace(final)
+        except BaseException:
+            _remove(temps)
+            raise
+        elapsed = time.monotonic() - started
+        self.log.info(
+            "Wrote %s: %dx%d, %.2f s, %s, in %.1f s (%.1fx real time)",
+            finals[0],
+            width,
+            height,
+            out.duration,
+            "remuxed" if plan.remux else "re-encoded",
+            elapsed,
+            info.duration / elapsed if elapsed > 0 else 0.0,
+        )
+        return TranscodeResult(
+            video_path=finals[0],
+            poster_path=finals[1],
+            thumbnails_path=finals[2],
+            thumbnails_vtt_path=finals[3],
+            width=width,
+            height=height,
+            duration=out.duration,
+            remuxed=plan.remux,
+            elapsed_seconds=elapsed,
+            reasons=plan.reasons,
+        )
+
+    def _make_poster(self, video: Path, dest: Path, out: MediaInfo) -> None:
+        plan = plan_poster(out.duration, out.video.frame_rate if out.video else None)
+        timeout = float(self.settings.timeout_floor_seconds)
+        self._run(poster_args(str(video), str(dest), plan), what="making the poster", duration=0.0, timeout=timeout)
+        if not dest.exists() or dest.stat().st_size == 0:
+            # A seek past the last keyframe of a very short clip yields no
+            # frame; the first frame is a poor poster but better than none.
+            first = PosterPlan(start=0.0, window=plan.window, frames=plan.frames)
+            self._run(
+                poster_args(str(video), str(dest), first), what="making the poster", duration=0.0, timeout=timeout
+            )
+        if not dest.exists() or dest.stat().st_size == 0:
+            raise FfmpegError(f"ffmpeg wrote no poster for {video.name}")
+
+    # ------------------------------------------------------------- audio for ASR
+
+    def extract_audio(
+        self, source: str | os.PathLike[str], out_path: str | os.PathLike[str], info: MediaInfo
+    ) -> AudioExtract | None:
+        """Write the default audio track of ``source`` as 16 kHz mono PCM WAV to ``out_path``.
+
+        Returns ``None`` when the upload has no audio (a silent screen
+        recording): there is nothing to transcribe, which is not an error.
+
+        :raises InputRejected: the audio turned out to be corrupt while decoding.
+        :raises StageTimeout: ffmpeg ran past its time budget.
+        :raises FfmpegError: any other ffmpeg failure (retryable).
+        """
+        source, out_path = Path(source), Path(out_path)
+        track = info.default_audio
+        if track is None:
+            self.log.info("%s has no audio stream: nothing to transcribe", source.name)
+            return None
+        started = time.monotonic()
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_name(out_path)
+        try:
+            timeout = stage_timeout(
+                info.duration, factor=self.settings.timeout_factor, floor_seconds=self.settings.timeout_floor_seconds
+            )
+            run = self._run(
+                audio_extract_args(str(source), str(tmp), track.index),
+                what=f"extracting audio of {source.name}",
+                duration=info.duration,
+                timeout=timeout,
+            )
+            # 16-bit mono: two bytes a sample. The WAV header (~80 bytes) is
+            # under 3 ms of audio, far below the tolerance of the check.
+            duration = max(0, tmp.stat().st_size - 44) / (2 * WHISPER_SAMPLE_RATE)
+            self._check_complete(track.duration or info.duration, duration, run)
+            tmp.replace(out_path)
+        except BaseException:
+            _remove([tmp])
+            raise
+        elapsed = time.monotonic() - started
+        self.log.info("Extracted %.2f s of audio (track %d) to %s in %.1f s", duration, track.index, out_path, elapsed)
+        return AudioExtract(
+            path=out_path,
+            duration=round(duration, 3),
+            stream_index=track.index,
+            elapsed_seconds=elapsed,
+            language=track.language,
+        )
+
+    # ------------------------------------------------------------------- running
+
+    def _check_complete(self, expected: float, actual: float, run: _Run) -> None:
+        try:
+            check_complete_output(expected, actual)
+        except InputRejected as exc:
+            exc.details["ffmpeg"] = run.tail
+            raise
+
+    def _run(self, args: list[str], *, what: str, duration: float, timeout: float) -> _Run:
+        """Run ffmpeg with ``args``; log progress; enforce ``timeout``; classify failures."""
+        cmd = [self.ffmpeg, "-progress", "pipe:1", "-nostats", *args]
+        self.log.debug("Running %s", cmd)
+        started = time.monotonic()
+        stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_KEEP_LINES)
+        # Own process group: on timeout we kill ffmpeg and anything it spawned,
+        # and a Ctrl-C/SIGTERM aimed at the worker's group does not race us.
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        readers = [
+            threading.Thread(target=self._read_progress, args=(proc, what, duration, started), daemon=True),
+            threading.Thread(target=_read_lines, args=(proc.stderr, stderr), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except BaseException:
+            # Timeout, or the task itself is being killed: never leave ffmpeg behind.
+            _kill(proc)
+            for reader in readers:
+                reader.join(timeout=5)
+            tail = "\n".join(list(stderr)[-STDERR_TAIL_LINES:])
+            elapsed = time.monotonic() - started
+            if elapsed >= timeout:
+                raise StageTimeout(
+                    f"{what} took longer than {timeout:.0f} s (for {duration:.1f} s of media); "
+                    f"last ffmpeg output:\n{tail}"
+                ) from None
+            raise
+        for reader in readers:
+            reader.join(timeout=10)
+        run = _Run(returncode=returncode, stderr=list(stderr), elapsed=time.monotonic() - started)
+        if returncode != 0:
+            self._raise_failure(what, run)
+        return run
+
+    def _raise_failure(self, what: str, run: _Run) -> None:
+        text = "\n".join(run.stderr)
+        reason = classify_ffmpeg_failure(text)
+        if run.returncode < 0:
+            # Killed by a signal (OOM killer, operator): the machine's problem.
+            reason = None
+        message = f"{what} failed (exit {run.returncode}); last ffmpeg output:\n{run.tail}"
+        if reason is not None:
+            raise InputRejected(reason, message, {"ffmpeg": run.tail})
+        raise FfmpegError(message, returncode=run.returncode, stderr_tail=run.tail)
+
+    def _read_progress(self, proc: subprocess.Popen[bytes], what: str, duration: float, started: float) -> None:
+        assert proc.stdout is not None
+        next_percent = _PROGRESS_LOG_STEP_PERCENT
+        last_log = started
+        for raw in proc.stdout:
+            done = progress_seconds(raw.decode("ascii", "replace"))
+            if done is None or duration <= 0:
+                continue
+            percent = progress_percent(done, duration)
+            now = time.monotonic()
+            if percent >= next_percent or now - last_log >= _PROGRESS_LOG_MIN_SECONDS:
+                self.log.info("%s: %.0f%% (%.1f of %.1f s) after %.0f s", what, percent, done, duration, now - started)
+                while next_percent <= percent:
+                    next_percent += _PROGRESS_LOG_STEP_PERCENT
+                last_log = now
+
+
+def _read_lines(stream: object, sink: collections.deque[str]) -> None:
+    for raw in stream:  # type: ignore[attr-defined]
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            sink.append(line)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
