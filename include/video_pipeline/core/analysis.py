@@ -634,7 +634,10 @@ def _ground_chapters(
     for i, chapter in enumerate(cleaned):
         if grounded and chapter["start"] < grounded[-1]["end"]:
             flag("chapters_overlap_fixed")
-            grounded[-1]["end"] = chapter["start"]
+            # End the earlier chapter on the last segment end before the later
+            # one starts, so both still sit on segment boundaries.
+            earlier = [e for e in ends if e <= chapter["start"]]
+            grounded[-1]["end"] = earlier[-1] if earlier else grounded[-1]["start"]
             if grounded[-1]["end"] <= grounded[-1]["start"]:
                 grounded.pop()
         if chapter["end"] <= chapter["start"]:

@@ -76,7 +76,7 @@ _CYRILLIC = re.compile(r"[а-яё]")
 _RU_ENDINGS = tuple(
     sorted(
         """
-        иями ями ами ией ий ый ой ая яя ое ее ые ие ых их ым им ом ем ам ям ах ях ую юю ов ев ей ия ья ье ьи
+        иями ями ами ией иях иям ии ий ый ой ая яя ое ее ые ие ых их ым им ом ем ам ям ах ях ую юю ов ев ей ия ья ье ьи
         ью ию а я о е ы и у ю ь
         """.split(),
         key=len,
@@ -230,10 +230,15 @@ def _chapter_bounds(segments: Sequence[Segment], *, duration: float, target_seco
     bounds = [0]
     for k in range(1, count):
         aim = k * span
-        window = [i for i in range(max(bounds[-1] + 1, 1), len(segments)) if abs(segments[i].start - aim) <= span / 3]
+
+        def distance(i: int, aim: float = aim) -> float:
+            # How far the aim is from the pause before segment i (0 inside it).
+            return max(0.0, segments[i - 1].end - aim, aim - segments[i].start)
+
+        window = [i for i in range(bounds[-1] + 1, len(segments)) if distance(i) <= span / 3]
         if not window:
             continue
-        best = max(window, key=lambda i: (segments[i].start - segments[i - 1].end, -abs(segments[i].start - aim)))
+        best = max(window, key=lambda i: (segments[i].start - segments[i - 1].end, -distance(i)))
         bounds.append(best)
     return bounds
 
