@@ -567,7 +567,8 @@ class TranscodePlan:
 
 
 def _even(value: float) -> int:
-    return max(2, round(value / 2.0) * 2)
+    # Round down: an output must never be larger than its source, not even by a pixel.
+    return max(2, int(value) // 2 * 2)
 
 
 def output_size(width: int, height: int, max_height: int) -> tuple[int, int]:
@@ -1045,7 +1046,7 @@ _BANNER_STREAM = re.compile(
     r"^\s+Stream #0:(?P<index>\d+)(?:\[[^\]]*\])?(?:\((?P<lang>\w+)\))?: "
     r"(?P<type>Video|Audio|Subtitle|Data|Attachment): (?P<rest>.*)$"
 )
-_BANNER_ROTATION = re.compile(r"displaymatrix: rotation of (?P<deg>-?[\d.]+) degrees", re.IGNORECASE)
+_BANNER_ROTATION = re.compile(r"display ?matrix: rotation of (?P<deg>-?[\d.]+) degrees", re.IGNORECASE)
 _BANNER_SIZE = re.compile(r"(?<![\w])(?P<w>\d{2,5})x(?P<h>\d{2,5})(?: \[SAR (?P<sar>\d+:\d+))?")
 _BANNER_FPS = re.compile(r"(?P<fps>[\d.]+k?) fps")
 _BANNER_RATE = re.compile(r"(?P<hz>\d+) Hz")
