@@ -447,7 +447,7 @@ def test_audio_extract_args():
 
 @pytest.mark.parametrize(
     ("duration", "fps", "start", "frames"),
-    [(100.0, 30.0, 10.0, 60), (2.0, 15.0, 0.2, 3), (0.2, 15.0, 0.02, 1), (60.0, None, 6.0, 60)],
+    [(100.0, 30.0, 10.0, 60), (2.0, 15.0, 0.2, 3), (0.2, 15.0, 0.02, 2), (60.0, None, 6.0, 60)],
 )
 def test_poster_window_skips_the_opening(duration: float, fps: float | None, start: float, frames: int):
     plan = plan_poster(duration, fps)

@@ -851,7 +851,8 @@ def plan_poster(duration: float, frame_rate: float | None) -> PosterPlan:
     fps = frame_rate or 25.0
     # The filter buffers every frame of the window: 60 frames of 720p is ~80 MB,
     # and 2-4 s of a long video is as representative as more.
-    frames = max(1, min(60, int(0.1 * duration * fps)))
+    # ffmpeg's thumbnail filter needs at least two frames to compare.
+    frames = max(2, min(60, int(0.1 * duration * fps)))
     return PosterPlan(start=round(0.1 * duration, 3), window=round(frames / fps, 3), frames=frames)
 
 
