@@ -174,6 +174,7 @@ class VideoLifecycle:
             log.error("%s is in neither %s nor %s (deleted by hand?); recording %s anyway",
                       rel, source, destination, target.value)
         self.db.finish(vid, target.value)
+        self._drop_staging(vid)
         self._drop_work_dir(vid)
         log.info("Settled %s: %s -> %s", rel, outcome, destination)
         return target
@@ -181,6 +182,11 @@ class VideoLifecycle:
     def fail(self, vid: str, report: FailureReport) -> VideoState | None:
         self.db.set_outcome(vid, "failed", report)
         return self.settle(vid)
+
+    def _drop_staging(self, vid: str) -> None:
+        """Staged outputs of a video that will not be published (publish cleans up after itself)."""
+        for obj in list(self.store.list(f"{self.settings.staging_prefix}{vid}/")):
+            self.store.delete(obj.key)
 
     def _drop_work_dir(self, vid: str) -> None:
         shutil.rmtree(self.settings.work_dir / vid, ignore_errors=True)

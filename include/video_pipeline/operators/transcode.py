@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,8 @@ class VideoTranscodeOperator(VideoStageOperator):
         info = ffmpeg.probe(source)
         with tempfile.TemporaryDirectory(prefix="transcode-", dir=source.parent) as out:
             result = ffmpeg.transcode(source, Path(out), info)
-            files = sorted(p for p in Path(out).iterdir() if p.is_file())
-            staged = stage_files(ctx.store, ctx.settings, video.video_id, files)
-        media = {"probe": info.to_dict(), "transcode": result.to_dict()}
+            staged = stage_files(ctx.store, ctx.settings, video.video_id, sorted(result.paths))
+        media = {"probe": _jsonable(info), "transcode": _jsonable(result)}
         ctx.db.save_media(video.video_id, media)
         return {
             "files": [f.to_dict() for f in staged],
@@ -39,3 +40,8 @@ class VideoTranscodeOperator(VideoStageOperator):
             "has_audio": info.has_audio,
             "remuxed": bool(result.remuxed),
         }
+
+
+def _jsonable(result: Any) -> dict[str, Any]:
+    """A result dataclass as plain JSON types (paths and enums become strings)."""
+    return dict(json.loads(json.dumps(dataclasses.asdict(result), default=str)))

@@ -49,7 +49,7 @@ class VideoTranscribeOperator(VideoStageOperator):
                     Path(audio.path), duration=info.duration, language=language if language != "auto" else None
                 )
         staged = [
-            stage_bytes(ctx.store, ctx.settings, video.video_id, f"transcript.{fmt.extension}",
+            stage_bytes(ctx.store, ctx.settings, video.video_id, f"transcript{fmt.extension}",
                         render(transcript, fmt).encode("utf-8"))
             for fmt in TranscriptFormat
         ]

@@ -1,0 +1,165 @@
+"""Run the real ``video_pipeline`` DAG once over what is pending, then print what happened.
+
+This is what ``make run`` calls. It starts the project's local PostgreSQL
+(results + Airflow metadata), migrates Airflow's database, creates the pools,
+seeds the sample clips into an empty local ``pending/`` folder, runs one
+one-shot DAG run with ``dag.test()`` (the scheduler's own dependency and
+trigger-rule logic, tasks executed in this process) and prints one line per video.
+
+    python tools/run_pipeline.py [--no-samples] [--conf '{"language": "ru"}']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools import local_postgres  # noqa: E402
+from tools.airflow_env import airflow_environment, prepare_metadata  # noqa: E402
+
+SAMPLES = ROOT / "samples"
+STATE_SYMBOL = {"completed": "✓", "failed": "✗", "pending": "↺", "processing": "…"}
+
+
+def seed_samples(pending: Path) -> list[str]:
+    """Copy the shipped sample clips into pending/ when it holds no uploads."""
+    pending.mkdir(parents=True, exist_ok=True)
+    if any(p.is_file() and not p.name.startswith(".") for p in pending.rglob("*")):
+        return []
+    copied = []
+    for sample in sorted(SAMPLES.iterdir()):
+        if sample.is_file() and sample.suffix.lower() in {".mp4", ".mov", ".mkv", ".webm", ".m4a", ".mp3", ".wav"}:
+            shutil.copy2(sample, pending / sample.name)
+            copied.append(sample.name)
+    return copied
+
+
+def run_dag_in_this_process(conf: dict[str, Any]) -> dict[str, Any]:
+    """Parse the DAG and run it once with dag.test(); returns the run's id and state."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.dags["video_pipeline"]
+    dag_run = dag.test(run_conf=conf, logical_date=None)
+    return {"run_id": dag_run.run_id, "state": str(dag_run.state)}
+
+
+def summarize(run_id: str) -> list[dict[str, Any]]:
+    from include.video_pipeline.config import load_settings
+    from include.video_pipeline.hooks.results_db import ResultsDbHook
+
+    settings = load_settings()
+    db = ResultsDbHook(postgres_conn_id=settings.results_conn_id)
+    try:
+        with db.cursor() as cur:
+            cur.execute(
+                """
+                SELECT v.video_id, v.source_key, v.state, v.error, v.media, v.outputs_prefix,
+                       t.language, t.language_probability, t.quality, t.text, a.analyzer
+                  FROM videos v
+                  LEFT JOIN transcripts t ON t.video_id = v.video_id AND t.is_current
+                  LEFT JOIN analyses a ON a.video_id = v.video_id AND a.is_current
+                 WHERE v.claim_run_id = %s OR (v.claim_run_id IS NULL AND v.updated_at > now() - interval '1 day')
+                 ORDER BY v.source_key
+                """,
+                (run_id,),
+            )
+            rows = db._rows(cur)
+    finally:
+        db.close()
+    return rows
+
+
+def describe(row: dict[str, Any], location: Path | str) -> str:
+    state = row["state"]
+    media = row.get("media") or {}
+    duration = (media.get("probe") or {}).get("duration")
+    parts = [f"{STATE_SYMBOL.get(state, '?')} {state:<9}", row["source_key"]]
+    if duration:
+        parts.append(f"{float(duration):.1f}s")
+    if state == "completed":
+        language = row.get("language") or "-"
+        probability = row.get("language_probability")
+        parts.append(f"{language}" + (f" ({probability:.2f})" if probability else ""))
+        words = " ".join((row.get("text") or "").split()[:8])
+        parts.append(f'"{words}…"' if words else f"[{row.get('quality')}]")
+        parts.append(f"→ {location}/{row['outputs_prefix']}")
+    elif state == "failed":
+        error = row.get("error") or {}
+        parts.append(f"{error.get('reason') or error.get('error_class')}: {error.get('message', '')[:120]}")
+    return "  ".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-samples", action="store_true", help="do not seed the sample clips")
+    parser.add_argument("--conf", default="{}", help="DAG run conf as JSON (params: language, batch_size, ...)")
+    parser.add_argument("--inside", metavar="RESULT_FILE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    conf = {"one_shot": True, **json.loads(args.conf)}
+
+    if args.inside:
+        result = run_dag_in_this_process(conf)
+        Path(args.inside).write_text(json.dumps(result))
+        return 0
+
+    data_dir = Path(os.environ.get("VIDEO_PIPELINE_DATA_DIR", ROOT / ".data"))
+    started = time.monotonic()
+    print("• starting the local PostgreSQL …", flush=True)
+    server = local_postgres.start(data_dir / "postgres")
+    env = airflow_environment(server.port, Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow")))
+    print(f"  PostgreSQL on 127.0.0.1:{server.port} (data in {server.data_dir})", flush=True)
+    print("• preparing Airflow's metadata database and pools …", flush=True)
+    prepare_metadata(env)
+
+    os.environ.update(env)
+    from include.video_pipeline.config import load_settings
+
+    settings = load_settings()
+    location: Path | str = settings.location
+    if settings.storage == "local":
+        pending = settings.local_root / settings.prefixes.pending
+        seeded = [] if args.no_samples else seed_samples(pending)
+        if seeded:
+            print(f"• pending/ was empty: added {len(seeded)} sample clip(s): {', '.join(seeded)}", flush=True)
+        print(f"• uploads are read from {pending}", flush=True)
+    print(f"• running the video_pipeline DAG once (one-shot) on {location} …", flush=True)
+    log_path = Path(env["AIRFLOW_HOME"]) / "last_run.log"
+    result_path = Path(env["AIRFLOW_HOME"]) / "last_run.json"
+    result_path.unlink(missing_ok=True)
+    with open(log_path, "w") as log:
+        process = subprocess.run(
+            [sys.executable, __file__, "--inside", str(result_path), "--conf", json.dumps(conf)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+        )
+    if process.returncode != 0 or not result_path.exists():
+        print(f"✗ the DAG run did not complete; see {log_path}", file=sys.stderr)
+        sys.stderr.write("\n".join(log_path.read_text().splitlines()[-40:]) + "\n")
+        return 1
+    result = json.loads(result_path.read_text())
+    rows = [r for r in summarize(result["run_id"])]
+    print(f"\nRun {result['run_id']}: {result['state']} in {time.monotonic() - started:.0f}s "
+          f"(task logs: {log_path})")
+    if not rows:
+        print("  nothing was pending.")
+    for row in rows:
+        print("  " + describe(row, location))
+    print(f"\nOutputs: {location}/{settings.output_prefix}   Results DB: {env['AIRFLOW_CONN_POSTGRES_DEFAULT']}")
+    print("Open the Airflow UI with `make up` (http://127.0.0.1:8080), then trigger video_pipeline.")
+    return 0 if "success" in result["state"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
