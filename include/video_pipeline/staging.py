@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from include.video_pipeline.config import Settings
-from include.video_pipeline.core.states import VideoState, state_key
+from include.video_pipeline.core.states import VideoState, safe_name, state_key
 from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,11 @@ def fetch_source(store: ObjectStore, settings: Settings, vid: str, rel_key: str)
     folder = settings.work_dir / vid
     folder.mkdir(parents=True, exist_ok=True)
     suffix = Path(rel_key).suffix.lower()
-    # The local name is ours (never the upload's), so hostile names cannot
-    # escape the work folder or confuse ffmpeg's argument parsing.
-    target = folder / f"source{suffix if suffix.isascii() and len(suffix) <= 8 else ''}"
+    # A sanitised name (letters of any script, digits, dots, dashes; never a
+    # leading dash or a separator): hostile names cannot escape the work folder
+    # or pass as ffmpeg options, and error messages still name the user's file.
+    suffix = suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8 else ""
+    target = folder / f"{safe_name(rel_key)}{suffix}"
     key = state_key(rel_key, VideoState.PROCESSING, settings.prefixes)
     with open(folder / ".source.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -1,0 +1,78 @@
+# video-pipeline — the two commands a user needs:
+#
+#   make run    install into .venv, run the real DAG once over local storage, print what it did
+#   make test   install test needs and run every test layer (CI runs exactly this)
+#
+# Also: make up (Airflow UI + scheduler on 127.0.0.1:8080), make bench, make lint, make lock, make clean.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+export UV_LINK_MODE := copy
+# /opt/wheels holds a local CPU build of torch on this machine kind (openai-whisper's torch).
+WHEELS := $(wildcard /opt/wheels)
+FIND_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
+
+.PHONY: run up test lint bench lock clean down system-runtime system-test
+
+## ---- system packages (installed only when missing) ----------------------------------
+
+system-runtime:
+	@bash tools/ensure_system_packages.sh runtime
+
+system-test:
+	@bash tools/ensure_system_packages.sh test
+
+## ---- virtualenv (uv for speed; stamps so a second run installs nothing) ---------------
+
+$(UV):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.runtime-installed: requirements.txt | $(UV)
+	$(UV) pip install -q -p $(PY) -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
+	$(UV) pip install -q -p $(PY) -r requirements-dev.txt
+	@touch $@
+
+# openai-whisper is optional for users (it pulls torch) but always tested.
+$(VENV)/.openai-whisper-installed: requirements-openai-whisper.txt $(VENV)/.runtime-installed
+	$(UV) pip install -q -p $(PY) $(FIND_LINKS) -c requirements.txt -r requirements-openai-whisper.txt
+	$(UV) pip install -q -p $(PY) --no-deps openai-whisper==20250625
+	@touch $@
+
+## ---- the two commands ---------------------------------------------------------------
+
+run: system-runtime $(VENV)/.runtime-installed
+	@$(PY) tools/run_pipeline.py
+
+test: system-runtime system-test $(VENV)/.dev-installed $(VENV)/.openai-whisper-installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+## ---- more -----------------------------------------------------------------------------
+
+up: system-runtime $(VENV)/.runtime-installed
+	@$(PY) tools/standalone.py
+
+down:
+	@$(PY) tools/local_postgres.py stop .data/postgres
+
+bench: system-runtime system-test $(VENV)/.dev-installed
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_pipeline.py
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+lock: | $(UV)
+	$(UV) pip compile -q -p 3.11 requirements.in -o requirements.txt
+	$(UV) pip compile -q -p 3.11 requirements-dev.in -o requirements-dev.txt
+
+clean: down
+	rm -rf .data .airflow
