@@ -107,7 +107,7 @@ def summarize(run_id: str) -> list[dict[str, Any]]:
                   FROM videos v
                   LEFT JOIN transcripts t ON t.video_id = v.video_id AND t.is_current
                   LEFT JOIN analyses a ON a.video_id = v.video_id AND a.is_current
-                 WHERE v.claim_run_id = %s OR (v.claim_run_id IS NULL AND v.updated_at > now() - interval '1 day')
+                 WHERE v.claim_run_id = %s
                  ORDER BY v.source_key
                 """,
                 (run_id,),

@@ -224,10 +224,9 @@ class ResultsDbHook(PostgresHook):
                 (state, video_id),
             )
             if state == "pending":
-                cur.execute(
-                    "UPDATE videos SET outcome = NULL, claim_run_id = NULL, finished_at = NULL WHERE video_id = %s",
-                    (video_id,),
-                )
+                # Back in the queue: undecided again. claim_run_id keeps the run that
+                # returned it, so that run's summary can report it as requeued.
+                cur.execute("UPDATE videos SET outcome = NULL, finished_at = NULL WHERE video_id = %s", (video_id,))
 
     # -- results --------------------------------------------------------------
 
