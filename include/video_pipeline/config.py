@@ -11,6 +11,8 @@ Names of the old Node.js pipeline (``S3_INPUT_BUCKET``, ``S3_INPUT_ENDPOINT``,
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -28,7 +30,8 @@ MAX_BATCH_SIZE = 1000
 
 StorageKind = Literal["local", "s3"]
 WhisperBackend = Literal["faster-whisper", "openai-whisper"]
-AnalyzerKind = Literal["auto", "gemini", "offline"]
+AnalyzerKind = Literal["auto", "gemini", "vertex", "openai-compatible", "offline"]
+GeminiSdk = Literal["google-genai"]
 
 
 class ConfigError(ValueError):
@@ -117,13 +120,32 @@ class WhisperSettings:
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    analyzer: AnalyzerKind = "auto"  # auto: Gemini when a key is configured, else offline
+    # auto: Gemini when a key is configured, else offline. vertex and
+    # openai-compatible are only used when asked for by name.
+    analyzer: AnalyzerKind = "auto"
     gemini_model: str = "gemini-2.5-flash"
     gemini_conn_id: str = "gemini_default"
-    gemini_base_url: str | None = None  # for proxies and the test server; None = Google's
+    gemini_base_url: str | None = None  # for proxies and the test servers (Gemini and Vertex); None = Google's
+    gemini_sdk: GeminiSdk = "google-genai"
     output_language: str | None = None  # None: the transcript's language
     timeout_seconds: int = 120
     max_retries: int = 5
+    # Vertex AI: credentials from the google provider's connection; project from
+    # here, else the connection's (or the service account's) project.
+    vertex_project: str | None = None
+    vertex_location: str = "global"
+    gcp_conn_id: str = "google_cloud_default"
+    # OpenAI-compatible servers (vLLM, Ollama, LM Studio, OpenRouter).
+    openai_base_url: str | None = None  # e.g. http://ollama:11434/v1; None = the connection's host
+    openai_model: str | None = None
+    openai_conn_id: str = "openai_default"
+    multimodal: bool = False  # send the poster and thumbnail sheet with the transcript
+    max_chunk_tokens: int = 30_000  # transcript tokens per call before a transcript is analysed in parts
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 60.0
+    max_total_wait_seconds: float = 300.0
+    # Extra or corrected prices, USD per million (input, output) tokens, by model-name prefix.
+    prices: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,79 @@ class Settings:
     def location(self) -> str:
         """Where uploads live, for messages: a folder path or ``s3://bucket``."""
         return str(self.local_root) if self.storage == "local" else f"s3://{self.bucket}"
+
+
+def _prices(name: str, raw: str | None) -> tuple[tuple[str, float, float], ...]:
+    """``{"model-prefix": [input, output], ...}`` in USD per million tokens."""
+    if raw is None:
+        return ()
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name} must be a JSON object: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f'{name} must be a JSON object like {{"gemini-2.5-flash": [0.30, 2.50]}}')
+    prices = []
+    for model, pair in data.items():
+        valid = (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p >= 0 for p in pair
+            )
+        )
+        if not model.strip() or not valid:
+            raise ConfigError(f"{name}: {model!r} needs [input, output] USD per million tokens, got {pair!r}")
+        prices.append((model.strip(), float(pair[0]), float(pair[1])))
+    return tuple(prices)
+
+
+def _analysis(env: Mapping[str, str]) -> AnalysisSettings:
+    analyzer = _choice(
+        env, "VIDEO_PIPELINE_ANALYZER", "auto", ("auto", "gemini", "vertex", "openai-compatible", "offline")
+    )
+    sdk = _choice(env, "VIDEO_PIPELINE_GEMINI_SDK", "google-genai", ("google-genai", "google-generativeai"))
+    if sdk == "google-generativeai":
+        # Asked for by name in the original brief, but it cannot be installed next
+        # to this stack: its last release pins protobuf<6 and Airflow's Google
+        # provider needs protobuf 7. Failing here is louder than a silent switch.
+        raise ConfigError(
+            "VIDEO_PIPELINE_GEMINI_SDK=google-generativeai is not supported: that SDK is deprecated and "
+            "needs protobuf<6, which conflicts with this deployment's pinned protobuf. Leave it unset: "
+            "google-genai uses the same API key, models and prompts."
+        )
+    openai_model = _get(env, "VIDEO_PIPELINE_OPENAI_MODEL")
+    if analyzer == "openai-compatible" and not openai_model:
+        raise ConfigError("VIDEO_PIPELINE_ANALYZER=openai-compatible needs VIDEO_PIPELINE_OPENAI_MODEL")
+    backoff_base = _float(env, "VIDEO_PIPELINE_ANALYSIS_BACKOFF_BASE_SECONDS", 2.0, minimum=0.0)
+    backoff_max = _float(env, "VIDEO_PIPELINE_ANALYSIS_BACKOFF_MAX_SECONDS", 60.0, minimum=0.0)
+    if backoff_max < backoff_base:
+        raise ConfigError(
+            "VIDEO_PIPELINE_ANALYSIS_BACKOFF_MAX_SECONDS must be >= VIDEO_PIPELINE_ANALYSIS_BACKOFF_BASE_SECONDS"
+        )
+    return AnalysisSettings(
+        analyzer=analyzer,  # type: ignore[arg-type]
+        gemini_model=_get(env, "VIDEO_PIPELINE_GEMINI_MODEL", default="gemini-2.5-flash") or "gemini-2.5-flash",
+        gemini_conn_id=_get(env, "VIDEO_PIPELINE_GEMINI_CONN_ID", default="gemini_default") or "gemini_default",
+        gemini_base_url=_get(env, "VIDEO_PIPELINE_GEMINI_BASE_URL"),
+        gemini_sdk="google-genai",
+        output_language=_get(env, "VIDEO_PIPELINE_OUTPUT_LANGUAGE"),
+        timeout_seconds=_int(env, "VIDEO_PIPELINE_GEMINI_TIMEOUT_SECONDS", 120, minimum=1),
+        max_retries=_int(env, "VIDEO_PIPELINE_GEMINI_MAX_RETRIES", 5, minimum=0, maximum=20),
+        vertex_project=_get(env, "VIDEO_PIPELINE_VERTEX_PROJECT"),
+        vertex_location=_get(env, "VIDEO_PIPELINE_VERTEX_LOCATION", default="global") or "global",
+        gcp_conn_id=_get(env, "VIDEO_PIPELINE_GCP_CONN_ID", default="google_cloud_default") or "google_cloud_default",
+        openai_base_url=_get(env, "VIDEO_PIPELINE_OPENAI_BASE_URL"),
+        openai_model=openai_model,
+        openai_conn_id=_get(env, "VIDEO_PIPELINE_OPENAI_CONN_ID", default="openai_default") or "openai_default",
+        multimodal=_bool(env, "VIDEO_PIPELINE_ANALYSIS_MULTIMODAL", False),
+        max_chunk_tokens=_int(env, "VIDEO_PIPELINE_GEMINI_MAX_CHUNK_TOKENS", 30_000, minimum=1_000, maximum=1_000_000),
+        backoff_base_seconds=backoff_base,
+        backoff_max_seconds=backoff_max,
+        max_total_wait_seconds=_float(env, "VIDEO_PIPELINE_ANALYSIS_MAX_RETRY_WAIT_SECONDS", 300.0, minimum=0.0),
+        # Read with _get (not inside _prices) so the .env.example coverage scan sees the name.
+        prices=_prices("VIDEO_PIPELINE_PRICES_JSON", _get(env, "VIDEO_PIPELINE_PRICES_JSON")),
+    )
 
 
 def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
@@ -202,15 +297,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         download_root=_get(env, "VIDEO_PIPELINE_WHISPER_DOWNLOAD_ROOT"),
         cpu_threads=_int(env, "VIDEO_PIPELINE_WHISPER_CPU_THREADS", 0, minimum=0, maximum=256),
     )
-    analysis = AnalysisSettings(
-        analyzer=_choice(env, "VIDEO_PIPELINE_ANALYZER", "auto", ("auto", "gemini", "offline")),  # type: ignore[arg-type]
-        gemini_model=_get(env, "VIDEO_PIPELINE_GEMINI_MODEL", default="gemini-2.5-flash") or "gemini-2.5-flash",
-        gemini_conn_id=_get(env, "VIDEO_PIPELINE_GEMINI_CONN_ID", default="gemini_default") or "gemini_default",
-        gemini_base_url=_get(env, "VIDEO_PIPELINE_GEMINI_BASE_URL"),
-        output_language=_get(env, "VIDEO_PIPELINE_OUTPUT_LANGUAGE"),
-        timeout_seconds=_int(env, "VIDEO_PIPELINE_GEMINI_TIMEOUT_SECONDS", 120, minimum=1),
-        max_retries=_int(env, "VIDEO_PIPELINE_GEMINI_MAX_RETRIES", 5, minimum=0, maximum=20),
-    )
+    analysis = _analysis(env)
     return Settings(
         storage=storage,  # type: ignore[arg-type]
         local_root=Path(_get(env, "VIDEO_PIPELINE_LOCAL_ROOT", default=str(Settings.local_root)) or "").expanduser(),
