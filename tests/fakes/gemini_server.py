@@ -9,7 +9,12 @@ parsing and error classes, not a mock of them.
         ...  # run code with AnalysisSettings(gemini_base_url=server.base_url)
         assert server.generate_requests[0].body["generationConfig"]["responseJsonSchema"]
 
-Endpoints: ``POST /v1beta/models/{model}:generateContent`` and ``:countTokens``.
+Endpoints: ``POST /v1beta/models/{model}:generateContent`` and ``:countTokens``
+(the Gemini API), the same actions under Vertex AI's
+``/v1beta1/projects/{project}/locations/{location}/publishers/google/models/{model}``,
+and ``POST /token``, an OAuth 2.0 token endpoint for service-account JWTs, so a
+key file whose ``token_uri`` points here makes google-auth fetch a real bearer
+token from loopback (Vertex requests then carry it).
 Each generateContent request takes the next queued ``Reply``; with the queue
 empty it answers with a valid analysis grounded in the transcript lines of the
 prompt (``[12.3-15.0] text``), in the language the prompt asks for. Shapes follow
@@ -31,7 +36,11 @@ from urllib.parse import parse_qs, urlsplit
 
 _LINE = re.compile(r"^\[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\] (.+)$", flags=re.MULTILINE)
 _LANGUAGE = re.compile(r"language code: ([a-z]{2,3})")
-_PATH = re.compile(r"^/(?P<version>v1\w*)/models/(?P<model>[^/:]+):(?P<action>\w+)$")
+_PATH = re.compile(
+    r"^/(?P<version>v1\w*)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/)?"
+    r"models/(?P<model>[^/:]+):(?P<action>\w+)$"
+)
+ACCESS_TOKEN = "ya29.fake-loopback-access-token"
 
 
 @dataclass(frozen=True)
@@ -44,10 +53,29 @@ class RecordedRequest:
     action: str  # "generateContent" or "countTokens"
     headers: dict[str, str]
     body: dict[str, Any]
+    project: str | None = None  # Vertex AI paths only
+    location: str | None = None
 
     @property
     def api_key(self) -> str | None:
         return self.headers.get("x-goog-api-key")
+
+    @property
+    def bearer_token(self) -> str | None:
+        auth = self.headers.get("authorization", "")
+        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+
+    @property
+    def images(self) -> list[tuple[str, bytes]]:
+        """(MIME type, bytes) of every inline image part, in order."""
+        import base64
+
+        return [
+            (p["inlineData"]["mimeType"], base64.b64decode(p["inlineData"]["data"]))
+            for c in self.body.get("contents", [])
+            for p in c.get("parts", [])
+            if "inlineData" in p
+        ]
 
     @property
     def prompt_text(self) -> str:
@@ -271,6 +299,11 @@ class FakeGeminiServer:
 
     def __init__(self, *, api_key: str | None = None):
         self.api_key = api_key
+        self.token_requests: list[dict[str, list[str]]] = []
+        # countTokens answers: None counts like the real API would (about 4
+        # characters a token); a Reply scripts an error instead.
+        self.count_tokens_reply: Reply | None = None
+        self.tokens_per_char: float = 0.25
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -338,10 +371,19 @@ class FakeGeminiServer:
     def _record(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self._requests.append(request)
-            if self.api_key is not None and request.api_key != self.api_key:
+            if request.project is not None:
+                # Vertex AI authenticates with the OAuth token, never an API key.
+                if request.bearer_token != ACCESS_TOKEN:
+                    return Reply(
+                        status=401,
+                        body=_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
+                    )
+            elif self.api_key is not None and request.api_key != self.api_key:
                 return Reply.invalid_key()
             if request.action == "countTokens":
-                tokens = max(1, len(request.prompt_text) // 4)
+                if self.count_tokens_reply is not None:
+                    return self.count_tokens_reply
+                tokens = max(1, int(len(request.prompt_text) * self.tokens_per_char))
                 return Reply(body={"totalTokens": tokens})
             if request.action != "generateContent":
                 return Reply(status=404, body=_error(404, "NOT_FOUND", f"Unknown action {request.action}."))
@@ -357,6 +399,13 @@ def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
             match = _PATH.match(url.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if url.path == "/token":
+                form = parse_qs(raw.decode())
+                with fake._lock:
+                    fake.token_requests.append(form)
+                token = {"access_token": ACCESS_TOKEN, "expires_in": 3600, "token_type": "Bearer"}
+                self._send(Reply(body=token), None)
+                return
             if not match:
                 self._send(Reply(status=404, body=_error(404, "NOT_FOUND", f"No route for {url.path}.")), None)
                 return
@@ -370,6 +419,8 @@ def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
                 action=match["action"],
                 headers=headers,
                 body=json.loads(raw or b"{}"),
+                project=match["project"],
+                location=match["location"],
             )
             self._send(fake._record(request), request)
 

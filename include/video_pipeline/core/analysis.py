@@ -9,8 +9,12 @@ the tests share one definition of what a valid analysis is:
 * ``ground_analysis`` makes a schema-valid analysis agree with the transcript:
   chapters inside the video and on segment boundaries, quotes that were really
   said, list caps. What it changes is reported as flags, never silently.
-* Long transcripts are split into chunks by an estimated token count; chunk
-  analyses are merged deterministically (no extra model call).
+* Long transcripts are split into chunks by an estimated token count (scaled
+  by the provider's own count when it has one); chunk analyses are merged
+  deterministically (no extra model call).
+* ``ModelAnalyzer`` runs all of that against any ``StructuredModel`` (Gemini,
+  Vertex AI, an OpenAI-compatible server): the providers differ only in how
+  they are called, never in what counts as a valid analysis.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from __future__ import annotations
 import bisect
 import copy
 import itertools
+import logging
 import math
 import re
 import string
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -32,11 +37,17 @@ import jsonschema
 
 from include.video_pipeline.core.transcript import Segment, Transcript, TranscriptQuality
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 PROMPT_VERSION = "analysis_v1"
+# Told to the model when frames of the video come with the transcript. Its own
+# versioned file, so the text-only prompt (and every analysis made with it)
+# keeps its version; a multimodal analysis records "analysis_v1+images_v1".
+IMAGES_PROMPT_VERSION = "images_v1"
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 
-AnalyzerName = Literal["gemini", "offline"]
+AnalyzerName = Literal["gemini", "vertex", "openai-compatible", "offline"]
 
 # Caps on list lengths. They are told to the model in the prompt and enforced by
 # ground_analysis (truncation + a flag) rather than by the schema, so that one
@@ -239,13 +250,28 @@ PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
 }
 
 
-def estimate_cost_usd(model: str, input_tokens: int, output_tokens: int) -> float | None:
+PriceTable = Mapping[str, tuple[float, float]]
+
+
+def price_table(overrides: Iterable[tuple[str, float, float]] = ()) -> dict[str, tuple[float, float]]:
+    """The built-in prices with ``(model prefix, input, output)`` overrides on top."""
+    table = dict(PRICES_PER_MILLION_TOKENS)
+    table.update({prefix: (price_in, price_out) for prefix, price_in, price_out in overrides})
+    return table
+
+
+def estimate_cost_usd(
+    model: str, input_tokens: int, output_tokens: int, *, prices: PriceTable | None = None
+) -> float | None:
     """Estimated price of a call, or None for a model missing from the price table."""
-    name = model.removeprefix("models/")
-    matches = [prefix for prefix in PRICES_PER_MILLION_TOKENS if name.startswith(prefix)]
+    table = PRICES_PER_MILLION_TOKENS if prices is None else prices
+    # Vertex reports "publishers/google/models/x", the Gemini API "models/x",
+    # OpenRouter "vendor/x": the price is keyed by the last part.
+    name = model.rsplit("/", 1)[-1]
+    matches = [prefix for prefix in table if name.startswith(prefix) or model.startswith(prefix)]
     if not matches:
         return None
-    price_in, price_out = PRICES_PER_MILLION_TOKENS[max(matches, key=len)]
+    price_in, price_out = table[max(matches, key=len)]
     return round((input_tokens * price_in + output_tokens * price_out) / 1_000_000, 6)
 
 
@@ -273,7 +299,14 @@ class Analyzer(Protocol):
 
     name: AnalyzerName
 
-    def analyze(self, transcript: Transcript, *, title: str, output_language: str | None = None) -> AnalysisResult: ...
+    def analyze(
+        self,
+        transcript: Transcript,
+        *,
+        title: str,
+        output_language: str | None = None,
+        images: Sequence[bytes] = (),
+    ) -> AnalysisResult: ...
 
 
 # --------------------------------------------------------------------------- silent videos
@@ -378,21 +411,25 @@ class Chunk:
         return self.segments[-1].end
 
 
-def chunk_transcript(transcript: Transcript, *, max_tokens: int) -> list[Chunk]:
+def chunk_transcript(transcript: Transcript, *, max_tokens: int, token_scale: float = 1.0) -> list[Chunk]:
     """Split at segment boundaries so each chunk's rendered lines fit ``max_tokens``.
 
     A single segment longer than the budget becomes a chunk of its own rather
     than being cut mid-sentence (Whisper segments are at most ~30 s of speech).
+    ``token_scale`` corrects the estimate: the provider's real count of the whole
+    transcript divided by ``estimate_tokens`` of it.
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be positive")
+    if not (math.isfinite(token_scale) and token_scale > 0):
+        raise ValueError("token_scale must be a positive number")
     groups: list[list[Segment]] = []
     current: list[Segment] = []
     used = 0
     for segment in transcript.segments:
         if not segment.text.strip():
             continue
-        cost = estimate_tokens(render_transcript([segment])) + 1  # + the newline
+        cost = (estimate_tokens(render_transcript([segment])) + 1) * token_scale  # + the newline
         if current and used + cost > max_tokens:
             groups.append(current)
             current, used = [], 0
@@ -413,11 +450,16 @@ class Prompt:
     user: str
 
 
+def _read_prompt_file(version: str) -> str:
+    path = PROMPTS_DIR / f"{version}.txt"
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    return "\n".join(lines)
+
+
 def load_prompt_template(version: str = PROMPT_VERSION) -> tuple[string.Template, string.Template]:
     """The (system, user) templates of a prompt version from ``prompts/<version>.txt``."""
     path = PROMPTS_DIR / f"{version}.txt"
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
-    text = "\n".join(lines)
+    text = _read_prompt_file(version)
     match = re.fullmatch(r"\s*\[system\]\n(?P<system>.*?)\n\[user\]\n(?P<user>.*)", text, flags=re.DOTALL)
     if not match:
         raise ValueError(f"{path} must have a [system] section followed by a [user] section")
@@ -431,8 +473,13 @@ def build_prompt(
     language: str,
     chunk: Chunk | None = None,
     version: str = PROMPT_VERSION,
+    images: int = 0,
 ) -> Prompt:
-    """Fill the versioned templates for the whole transcript or one chunk of it."""
+    """Fill the versioned templates for the whole transcript or one chunk of it.
+
+    ``images``: how many frames of the video are sent with the prompt; when
+    there are any, the images note is added and the version says so.
+    """
     system_template, user_template = load_prompt_template(version)
     segments = chunk.segments if chunk else transcript.segments
     if chunk and chunk.count > 1:
@@ -467,6 +514,10 @@ def build_prompt(
         "transcript": render_transcript(segments),
     }
     user = re.sub(r"\n{3,}", "\n\n", user_template.substitute(values))
+    if images:
+        note = string.Template(_read_prompt_file(IMAGES_PROMPT_VERSION).strip())
+        user = note.substitute(images=images) + "\n\n" + user
+        version = f"{version}+{IMAGES_PROMPT_VERSION}"
     return Prompt(version=version, system=system_template.substitute(values), user=user)
 
 
@@ -730,3 +781,154 @@ def merge_analyses(parts: Sequence[dict[str, Any]], *, language: str) -> dict[st
 def _round_robin_dicts(lists: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
     picked = [items[row] for row in range(max(map(len, lists), default=0)) for items in lists if row < len(items)]
     return sorted(picked[: LIMITS["quotes"]], key=lambda q: q["start"])
+
+
+# --------------------------------------------------------------------------- the model analyzer
+
+# Gemini 2.5 Flash handles far more, but analysis quality on one enormous prompt
+# drops and one call's output cap (chapters for four hours) is easier to hit. This
+# is roughly two hours of speech per call.
+DEFAULT_MAX_CHUNK_TOKENS = 30_000
+
+
+class StructuredModel(Protocol):
+    """A provider hook as ``ModelAnalyzer`` uses it (Gemini, Vertex AI, OpenAI-compatible)."""
+
+    model: str
+
+    def generate_json(
+        self,
+        *,
+        prompt: str,
+        system_instruction: str,
+        response_schema: dict[str, Any],
+        validate: Callable[[Any], list[str]],
+        images: Sequence[bytes] = (),
+    ) -> tuple[dict[str, Any], Usage]:
+        """A JSON object for which ``validate`` found no problems, and what getting it cost."""
+        ...
+
+    def count_tokens(self, text: str) -> int | None:
+        """The provider's token count of ``text``; None when it cannot count. May raise."""
+        ...
+
+
+def validate_model_answer(data: Any) -> list[str]:
+    """Problems of a model's answer; it does not write schema_version, so that is stamped first."""
+    return schema_errors({"schema_version": SCHEMA_VERSION, **data} if isinstance(data, dict) else data)
+
+
+class ModelAnalyzer:
+    """Analysis by a language model: prompt per chunk, grounding, deterministic merge.
+
+    :param hook: the provider, already configured.
+    :param name: what the result records as its analyzer.
+    :param max_chunk_tokens: transcript tokens per call; longer transcripts are
+        analysed in parts.
+    """
+
+    name: AnalyzerName = "gemini"
+
+    def __init__(
+        self,
+        hook: StructuredModel,
+        *,
+        name: AnalyzerName | None = None,
+        max_chunk_tokens: int = DEFAULT_MAX_CHUNK_TOKENS,
+    ):
+        self.hook = hook
+        if name is not None:
+            self.name = name
+        self.max_chunk_tokens = max_chunk_tokens
+
+    def plan_chunks(self, transcript: Transcript) -> list[Chunk]:
+        """Chunks sized by the provider's token count when it has one, else by the estimate.
+
+        One count of the whole transcript calibrates the estimate for this text
+        (tokenizers differ most on Cyrillic); a failed count is not worth failing
+        the analysis over, so the plain estimate is used then.
+        """
+        rendered = render_transcript(transcript.segments)
+        estimate = estimate_tokens(rendered)
+        counted: int | None = None
+        try:
+            counted = self.hook.count_tokens(rendered)
+        except Exception as exc:  # any failure means "use the estimate"
+            log.warning("Token count failed (%s: %s); chunking by the estimate", type(exc).__name__, exc)
+        if counted is None or counted <= 0 or estimate <= 0:
+            return chunk_transcript(transcript, max_tokens=self.max_chunk_tokens)
+        log.info("Transcript: %d tokens counted by the provider, %d estimated", counted, estimate)
+        if counted <= self.max_chunk_tokens:
+            spoken = tuple(s for s in transcript.segments if s.text.strip())
+            return [Chunk(index=0, count=1, segments=spoken)]
+        return chunk_transcript(transcript, max_tokens=self.max_chunk_tokens, token_scale=counted / estimate)
+
+    def analyze(
+        self,
+        transcript: Transcript,
+        *,
+        title: str,
+        output_language: str | None = None,
+        images: Sequence[bytes] = (),
+    ) -> AnalysisResult:
+        language = resolve_output_language(transcript, output_language)
+        if not needs_model(transcript):
+            # Frames alone would let a model describe a silent video; the pipeline
+            # promises analyses of what is said, so a silent video says just that.
+            return silent_analysis(
+                transcript, language=language, analyzer=self.name, model=self.hook.model, prompt_version=PROMPT_VERSION
+            )
+        chunks = self.plan_chunks(transcript)
+        if len(chunks) > 1:
+            log.info(
+                "Transcript of %d segments split into %d parts for analysis", len(transcript.segments), len(chunks)
+            )
+        parts: list[dict[str, Any]] = []
+        flags: list[str] = []
+        usage = Usage()
+        prompt_version = PROMPT_VERSION
+        for chunk in chunks:
+            prompt = build_prompt(transcript, title=title, language=language, chunk=chunk, images=len(images))
+            prompt_version = prompt.version
+            data, call_usage = self.hook.generate_json(
+                prompt=prompt.user,
+                system_instruction=prompt.system,
+                response_schema=MODEL_RESPONSE_SCHEMA,
+                validate=validate_model_answer,
+                images=images,
+            )
+            grounded, chunk_flags = ground_analysis(
+                {"schema_version": SCHEMA_VERSION, **data},
+                transcript,
+                language=language,
+                chunk=chunk if len(chunks) > 1 else None,
+            )
+            parts.append(grounded)
+            flags.extend(f for f in chunk_flags if f not in flags)
+            usage = usage + call_usage
+        merged, merge_flags = ground_analysis(merge_analyses(parts, language=language), transcript, language=language)
+        flags.extend(f for f in merge_flags if f not in flags)
+        if len(chunks) > 1:
+            flags.append("chunked")
+        if transcript.quality == TranscriptQuality.SUSPECT:
+            flags.append("transcript_suspect")
+        return AnalysisResult(
+            analyzer=self.name,
+            model=self.hook.model,
+            prompt_version=prompt_version,
+            language=language,
+            data=merged,
+            flags=tuple(flags),
+            usage=usage,
+        )
+
+
+def image_mime_type(data: bytes) -> str:
+    """The MIME type of a JPEG, PNG or WebP image from its magic bytes; ValueError otherwise."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ValueError("not a JPEG, PNG or WebP image")

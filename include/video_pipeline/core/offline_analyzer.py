@@ -252,7 +252,14 @@ class OfflineAnalyzer:
         self.chapter_seconds = chapter_seconds
         self.summary_sentences = summary_sentences
 
-    def analyze(self, transcript: Transcript, *, title: str, output_language: str | None = None) -> AnalysisResult:
+    def analyze(
+        self,
+        transcript: Transcript,
+        *,
+        title: str,
+        output_language: str | None = None,
+        images: Sequence[bytes] = (),  # accepted so multimodal settings never break it; it reads text only
+    ) -> AnalysisResult:
         # Extractive text is in the transcript's language whatever was asked for.
         language = normalize_language(transcript.language) or resolve_output_language(transcript, output_language)
         requested = normalize_language(output_language)
