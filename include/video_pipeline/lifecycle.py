@@ -137,6 +137,14 @@ class VideoLifecycle:
                 log.info("%s vanished before it could be claimed; releasing", rel)
                 self.db.release_claim(vid, run_id)
                 continue
+            except Exception:
+                # The source is still in pending/ (a move deletes it last). Raising here
+                # would fail the claim task with earlier claims already made, which its
+                # retry cannot see; release this one instead and let the sweep return
+                # any half-made copy in processing/.
+                log.exception("Could not move %s to processing/; releasing its claim for a later run", rel)
+                self.db.release_claim(vid, run_id)
+                continue
             claimed.append(ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1], size=obj.size,
                                         etag=obj.etag))
         log.info("Claimed %d upload(s) for run %s", len(claimed), run_id)
