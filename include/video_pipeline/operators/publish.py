@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from include.video_pipeline.core.report import (
+    POSTER_FILE,
+    REPORT_NAME,
+    SUBTITLES_FILE,
+    VIDEO_FILE,
+    ReportInput,
+    render_report,
+)
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator, settle_video
 from include.video_pipeline.staging import output_key, staging_key
 
@@ -13,7 +22,8 @@ MANIFEST_VERSION = 1
 
 
 class VideoPublishOperator(VideoStageOperator):
-    """Copy staged files to ``outputs/<video id>/``, write ``manifest.json`` last, upsert the rows.
+    """Copy staged files to ``outputs/<video id>/``, upsert the rows, render ``report.html``,
+    write ``manifest.json`` last.
 
     Only after every output and row is safely written is the video's outcome
     set to succeeded; the success callback (and reconcile) then moves the
@@ -48,11 +58,17 @@ class VideoPublishOperator(VideoStageOperator):
 
         transcript = json.loads(store.get_bytes(staging_key(settings, vid, "transcript.json")))
         analysis = json.loads(store.get_bytes(staging_key(settings, vid, "analysis.json")))
+        published_at = datetime.now(UTC)
+        # Rows first, then the report (it is listed in the manifest like any other
+        # file), manifest last: a manifest in outputs/ means everything is there.
+        ctx.db.save_transcript(vid, transcript)
+        ctx.db.save_analysis(vid, analysis)
+        report = self._publish_report(ctx, transcript, analysis, files, published_at)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "video_id": vid,
             "source": {"key": video.rel_key, "name": video.name, "size": video.size, "etag": video.etag},
-            "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "published_at": published_at.isoformat(timespec="seconds"),
             "run_id": ctx.run_id,
             "media": {k: v for k, v in (self.media or {}).items() if k != "files"},
             "video_outputs": bool((self.media or {}).get("has_video")),
@@ -67,11 +83,9 @@ class VideoPublishOperator(VideoStageOperator):
                 "model": analysis.get("model"),
                 "prompt_version": analysis.get("prompt_version"),
             },
-            "files": sorted(files, key=lambda f: f["name"]),
+            "report": report["key"],
+            "files": sorted([*files, report], key=lambda f: f["name"]),
         }
-        # Rows first, manifest last: a manifest in outputs/ means everything is there.
-        ctx.db.save_transcript(vid, transcript)
-        ctx.db.save_analysis(vid, analysis)
         ctx.db.save_manifest(vid, output_key(settings, vid), manifest)
         store.put_bytes(
             output_key(settings, vid, "manifest.json"),
@@ -81,4 +95,47 @@ class VideoPublishOperator(VideoStageOperator):
         ctx.db.set_outcome(vid, "succeeded")
         for item in files:
             store.delete(staging_key(settings, vid, item["name"]))
-        return {"outputs": output_key(settings, vid), "files": len(files) + 1}
+        return {"outputs": output_key(settings, vid), "files": len(files) + 2, "report": report["key"]}
+
+    def _publish_report(
+        self,
+        ctx: StageContext,
+        transcript: dict[str, Any],
+        analysis: dict[str, Any],
+        files: list[dict[str, Any]],
+        published_at: datetime,
+    ) -> dict[str, Any]:
+        """Render ``report.html`` into ``outputs/<video id>/``; returns its manifest entry."""
+        video, settings = ctx.video, ctx.settings
+        names = {item["name"] for item in files}
+        # The transcode facts (display size after rotation and scaling) are in the
+        # ledger row, not in the small XCom result.
+        media = (ctx.db.get_video(video.video_id) or {}).get("media") or {}
+        transcoded = media.get("transcode") or {}
+        page = render_report(
+            ReportInput(
+                video_id=video.video_id,
+                source_name=video.name,
+                transcript=transcript,
+                analysis=analysis,
+                processed_at=published_at,
+                source_size=video.size,
+                duration=(self.media or {}).get("duration") or transcoded.get("duration"),
+                width=transcoded.get("width"),
+                height=transcoded.get("height"),
+                video_file=VIDEO_FILE if VIDEO_FILE in names else None,
+                poster_file=POSTER_FILE if POSTER_FILE in names else None,
+                subtitles_file=SUBTITLES_FILE if SUBTITLES_FILE in names else None,
+                files=sorted(names | {"manifest.json"}),
+            )
+        ).encode("utf-8")
+        key = output_key(settings, video.video_id, REPORT_NAME)
+        kind = "text/html; charset=utf-8"
+        ctx.store.put_bytes(key, page, content_type=kind)
+        return {
+            "name": REPORT_NAME,
+            "size": len(page),
+            "sha256": hashlib.sha256(page).hexdigest(),
+            "content_type": kind,
+            "key": key,
+        }
