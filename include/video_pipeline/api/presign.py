@@ -1,0 +1,92 @@
+"""Presigned URLs for the configured bucket: uploads into pending/, downloads of outputs.
+
+URLs are signed with Signature Version 4 on purpose: SigV4 signs the request
+headers it lists in ``X-Amz-SignedHeaders``, so ``Content-Type`` and
+``Content-Length`` become part of the signature and an endpoint that verifies
+signatures (AWS, MinIO, Ceph/Beget, GCS's XML API with HMAC keys) refuses a PUT
+that sends another type or another number of bytes. boto3's legacy default for
+presigning (SigV2 on some endpoints) signs neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from include.video_pipeline.api.settings import ApiSettings
+from include.video_pipeline.api.uploads import UploadRequest
+from include.video_pipeline.config import Settings
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """An HTML-form style upload: POST ``url`` with ``fields`` and then the file."""
+
+    url: str
+    fields: dict[str, str]
+
+
+def signing_client(settings: Settings, api_settings: ApiSettings) -> Any:
+    """A boto3 S3 client that signs with SigV4 for the endpoint clients will reach.
+
+    Credentials and region come from the same Airflow connection the pipeline
+    uses (``aws_conn_id``). Signing is local computation: this client makes no
+    request unless asked to.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
+
+    hook = S3Hook(aws_conn_id=settings.aws_conn_id)
+    conn_config = hook.conn_config
+    endpoint = api_settings.public_endpoint_url or conn_config.endpoint_url or settings.s3_endpoint_url
+    base = conn_config.botocore_config or Config()
+    if endpoint and not (base.s3 or {}).get("addressing_style"):
+        # Custom endpoints (MinIO, Beget, GCS) are reached by path, as ObjectStoreHook does.
+        base = base.merge(Config(s3={"addressing_style": "path"}))
+    config = base.merge(Config(signature_version="s3v4"))
+    region = conn_config.region_name or settings.s3_region or "us-east-1"
+    return hook.get_session(region_name=region).client("s3", endpoint_url=endpoint, region_name=region, config=config)
+
+
+def presign_put(client: Any, bucket: str, key: str, upload: UploadRequest, expires_seconds: int) -> str:
+    """A PUT URL bound to exactly this key, content type and byte count."""
+    return str(
+        client.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": bucket,
+                "Key": key,
+                "ContentType": upload.content_type,
+                "ContentLength": upload.size_bytes,
+            },
+            ExpiresIn=expires_seconds,
+            HttpMethod="PUT",
+        )
+    )
+
+
+def presign_post(client: Any, bucket: str, key: str, upload: UploadRequest, expires_seconds: int) -> PresignedPost:
+    """A POST form whose policy pins the key and type and caps the size at the declared one.
+
+    S3 checks a POST policy's ``content-length-range`` against the file part
+    itself, which also works for browsers that cannot set Content-Length.
+    """
+    response = client.generate_presigned_post(
+        Bucket=bucket,
+        Key=key,
+        Fields={"Content-Type": upload.content_type},
+        Conditions=[
+            {"Content-Type": upload.content_type},
+            ["content-length-range", 1, upload.size_bytes],
+        ],
+        ExpiresIn=expires_seconds,
+    )
+    return PresignedPost(url=str(response["url"]), fields={k: str(v) for k, v in response["fields"].items()})
+
+
+def presign_get(client: Any, bucket: str, key: str, expires_seconds: int) -> str:
+    return str(
+        client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds, HttpMethod="GET"
+        )
+    )
