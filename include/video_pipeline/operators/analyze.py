@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from typing import Any
 
 from include.video_pipeline.core.transcript import Transcript
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.staging import stage_bytes, staging_key
+
+log = logging.getLogger(__name__)
+
+# What the transcode stage leaves in staging that a model can look at: the poster
+# frame and the thumbnail sheet (one JPEG of small frames at regular intervals).
+IMAGE_NAMES = ("poster.jpg", "thumbnails.jpg")
+# Inline images share one request with the transcript (Gemini caps a request at
+# 20 MB); a sheet of a long 4K video could be big, and it is a hint, not the input.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
 
 
 class VideoAnalyzeOperator(VideoStageOperator):
@@ -33,7 +44,10 @@ class VideoAnalyzeOperator(VideoStageOperator):
         transcript = Transcript.from_dict(json.loads(raw))
         analyzer = build_analyzer(ctx.settings.analysis)
         output_language = ctx.params.get("output_language") or ctx.settings.analysis.output_language
-        result = analyzer.analyze(transcript, title=video.name, output_language=output_language or None)
+        images = load_images(ctx) if ctx.settings.analysis.multimodal else []
+        result = analyzer.analyze(transcript, title=video.name, output_language=output_language or None, images=images)
+        if ctx.settings.analysis.multimodal and not images:
+            result = dataclasses.replace(result, flags=(*result.flags, "images_unavailable"))
         payload = json.dumps(result.to_dict(), ensure_ascii=False, indent=2).encode("utf-8")
         staged = stage_bytes(ctx.store, ctx.settings, video.video_id, "analysis.json", payload)
         return {
@@ -43,3 +57,26 @@ class VideoAnalyzeOperator(VideoStageOperator):
             "language": result.language,
             "flags": list(result.flags),
         }
+
+
+def load_images(ctx: StageContext) -> list[bytes]:
+    """The poster and thumbnail sheet from staging; whatever is missing or too big is left out.
+
+    Analysis runs in parallel with transcoding, so the images may not be there
+    yet (or ever, for audio-only uploads). Waiting would hold a worker slot for
+    minutes; the analysis goes ahead on the transcript alone and says so with
+    the ``images_unavailable`` flag. Ordering the DAG's analysis after the
+    transcode stage makes the images always present.
+    """
+    images = []
+    for name in IMAGE_NAMES:
+        key = staging_key(ctx.settings, ctx.video.video_id, name)
+        info = ctx.store.head(key)
+        if info is None:
+            log.info("%s not in staging yet; analysing without it", name)
+            continue
+        if info.size > MAX_IMAGE_BYTES:
+            log.warning("%s is %d bytes, over %d; analysing without it", name, info.size, MAX_IMAGE_BYTES)
+            continue
+        images.append(ctx.store.get_bytes(key))
+    return images
