@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from include.video_pipeline.config import Settings
+from include.video_pipeline.core.media import check_size
 from include.video_pipeline.core.states import VideoState, safe_name, state_key
 from include.video_pipeline.storage.base import ObjectStore
 
@@ -91,6 +92,9 @@ def fetch_source(store: ObjectStore, settings: Settings, vid: str, rel_key: str)
         if target.exists() and target.stat().st_size == expected.size:
             log.info("Reusing the source already downloaded to %s", target)
             return target
+        # An upload over the limit is refused with its reason before any byte is
+        # fetched, not retried as a full disk (or downloaded and refused later).
+        check_size(expected.size, max_bytes=settings.transcode.max_upload_bytes)
         _check_free_space(folder, expected.size)
         partial = folder / f".{target.name}.part"
         store.download(key, partial)
