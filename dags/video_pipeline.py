@@ -18,6 +18,12 @@ a transcript and an AI analysis.
 4. `reconcile` — always runs last: makes the bucket agree with the ledger,
    returns stale claims from dead runs, and logs a summary.
 
+**Reprocessing:** `airflow backfill create --dag-id video_pipeline --from-date … --to-date …`
+reprocesses the completed videos that *arrived* in each run's data interval (after a
+model or prompt change); a manual run with `reprocess=failed` retries every failed
+video, `reprocess=video` + `video_id` one video. Earlier result rows are kept; the
+new ones become current. A duplicate upload (same bytes) reuses stored results.
+
 **Where a video ends:** `completed/` on success; `failed/` with
 `<name>.error.json` (stage, error class, message, attempt, time) on failure.
 
@@ -86,6 +92,15 @@ default_args = {
             SETTINGS.whisper.language or "auto",
             type="string",
             description="Spoken language as an ISO code (ru, en, ...), or auto to detect it.",
+        ),
+        "reprocess": Param(
+            "none",
+            type="string",
+            enum=["none", "failed", "video"],
+            description="Reprocess finished videos instead of new uploads: every failed one, or one by video_id.",
+        ),
+        "video_id": Param(
+            "", type="string", description="With reprocess=video: the id of the video (its outputs folder name)."
         ),
         "output_language": Param(
             SETTINGS.analysis.output_language or "",

@@ -128,6 +128,7 @@ class VideoLifecycle:
                 size_bytes=obj.size,
                 run_id=run_id,
                 lease_seconds=self.settings.processing_lease_seconds,
+                uploaded_at=obj.last_modified,
             ):
                 log.info("%s is claimed by another run; skipping", rel)
                 continue
@@ -148,6 +149,32 @@ class VideoLifecycle:
             claimed.append(ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1], size=obj.size,
                                         etag=obj.etag))
         log.info("Claimed %d upload(s) for run %s", len(claimed), run_id)
+        return claimed
+
+    def reclaim_finished(self, run_id: str, rows: list[dict[str, Any]]) -> list[ClaimedVideo]:
+        """Claim finished videos again (backfill or a reprocess request) and move them to processing/.
+
+        Earlier result rows stay in the database; the new ones become current.
+        """
+        claimed: list[ClaimedVideo] = []
+        for row in rows:
+            vid, rel, state = row["video_id"], row["source_key"], VideoState(row["state"])
+            if self.store.head(state_key(rel, state, self.prefixes)) is None:
+                log.warning("%s is no longer in %s (expired by a lifecycle rule?); cannot reprocess it", rel,
+                            self.prefixes.for_state(state))
+                continue
+            previous = self.db.reclaim_finished(vid, run_id=run_id,
+                                                lease_seconds=self.settings.processing_lease_seconds)
+            if previous is None:
+                log.info("%s is being processed by another run; skipping", rel)
+                continue
+            source, destination = move_keys(rel, VideoState(previous), VideoState.PROCESSING, self.prefixes)
+            move_object(self.store, source, destination)
+            if previous == VideoState.FAILED.value:
+                self.store.delete(error_report_key(rel, self.prefixes))
+            claimed.append(ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1],
+                                        size=int(row["size_bytes"]), etag=row["etag"]))
+        log.info("Reclaimed %d finished video(s) for reprocessing in run %s", len(claimed), run_id)
         return claimed
 
     # -- settle ---------------------------------------------------------------

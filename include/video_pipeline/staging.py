@@ -103,6 +103,16 @@ def fetch_source(store: ObjectStore, settings: Settings, vid: str, rel_key: str)
     return target
 
 
+def source_sha256(path: Path) -> str:
+    """SHA-256 of a downloaded source, computed once and kept beside it."""
+    sidecar = path.with_name(f".{path.name}.sha256")
+    if sidecar.exists() and sidecar.stat().st_mtime >= path.stat().st_mtime:
+        return sidecar.read_text().strip()
+    digest = sha256_file(path)
+    sidecar.write_text(digest)
+    return digest
+
+
 def _check_free_space(folder: Path, needed: int) -> None:
     # Outputs need room too: ask for twice the upload plus a margin.
     free = shutil.disk_usage(folder).free

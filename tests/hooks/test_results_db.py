@@ -19,7 +19,7 @@ def test_migrations_apply_once(results_db: ResultsDbHook):
     assert results_db.migrate() == []  # the fixture already applied them
     with results_db.cursor() as cur:
         cur.execute("SELECT name FROM schema_migrations")
-        assert [r[0] for r in cur.fetchall()] == ["001_ledger_and_results.sql"]
+        assert [r[0] for r in cur.fetchall()] == ["001_ledger_and_results.sql", "002_arrival_time_and_content_hash.sql"]
 
 
 def test_a_video_is_claimed_once_even_by_concurrent_runs(results_db: ResultsDbHook):

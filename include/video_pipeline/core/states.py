@@ -22,12 +22,13 @@ class VideoState(str, enum.Enum):
 
 
 # Which moves are legal. ``processing -> pending`` returns a claim (quota
-# exhausted, stale lease); ``failed -> pending`` is a user-requested retry.
+# exhausted, stale lease); ``completed|failed -> processing`` reprocesses a
+# finished video (backfill, "reprocess failed", one video from the UI).
 ALLOWED_TRANSITIONS: dict[VideoState, frozenset[VideoState]] = {
     VideoState.PENDING: frozenset({VideoState.PROCESSING}),
     VideoState.PROCESSING: frozenset({VideoState.COMPLETED, VideoState.FAILED, VideoState.PENDING}),
-    VideoState.COMPLETED: frozenset({VideoState.PENDING}),
-    VideoState.FAILED: frozenset({VideoState.PENDING}),
+    VideoState.COMPLETED: frozenset({VideoState.PENDING, VideoState.PROCESSING}),
+    VideoState.FAILED: frozenset({VideoState.PENDING, VideoState.PROCESSING}),
 }
 
 ERROR_SUFFIX = ".error.json"

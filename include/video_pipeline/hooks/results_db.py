@@ -118,6 +118,7 @@ class ResultsDbHook(PostgresHook):
         size_bytes: int,
         run_id: str,
         lease_seconds: int,
+        uploaded_at: Any = None,
     ) -> bool:
         """Claim one upload version for ``run_id``; False when someone else holds it.
 
@@ -131,9 +132,9 @@ class ResultsDbHook(PostgresHook):
                 cur.execute(
                     """
                     INSERT INTO videos (video_id, bucket, source_key, etag, size_bytes, state,
-                                        claim_run_id, claimed_at, lease_expires_at, claims)
+                                        claim_run_id, claimed_at, lease_expires_at, claims, uploaded_at)
                     VALUES (%s, %s, %s, %s, %s, 'processing', %s, now(),
-                            now() + make_interval(secs => %s), 1)
+                            now() + make_interval(secs => %s), 1, COALESCE(%s, now()))
                     ON CONFLICT (video_id) DO UPDATE
                        SET state = 'processing', outcome = NULL, error = NULL, last_error = NULL,
                            claim_run_id = EXCLUDED.claim_run_id, claimed_at = now(),
@@ -142,13 +143,93 @@ class ResultsDbHook(PostgresHook):
                      WHERE videos.state <> 'processing'
                     RETURNING video_id
                     """,
-                    (video_id, bucket, source_key, etag, size_bytes, run_id, lease_seconds),
+                    (video_id, bucket, source_key, etag, size_bytes, run_id, lease_seconds, uploaded_at),
                 )
                 return cur.fetchone() is not None
         except Exception as exc:
             if _sqlstate(exc) == _UNIQUE_VIOLATION:
                 return False
             raise
+
+    def reclaim_finished(self, video_id: str, *, run_id: str, lease_seconds: int) -> str | None:
+        """Claim a completed or failed video again for reprocessing; returns the state it was in.
+
+        None when it is not finished (being processed by someone, or unknown).
+        The partial unique index still forbids two active claims on one key.
+        """
+        try:
+            with self.cursor() as cur:
+                cur.execute(
+                    """
+                    UPDATE videos AS v
+                       SET state = 'processing', outcome = NULL, error = NULL, last_error = NULL,
+                           claim_run_id = %s, claimed_at = now(),
+                           lease_expires_at = now() + make_interval(secs => %s),
+                           claims = v.claims + 1, finished_at = NULL, updated_at = now()
+                      FROM (SELECT video_id, state FROM videos WHERE video_id = %s FOR UPDATE) AS before
+                     WHERE v.video_id = before.video_id AND before.state IN ('completed', 'failed')
+                    RETURNING before.state
+                    """,
+                    (run_id, lease_seconds, video_id),
+                )
+                row = cur.fetchone()
+                return str(row[0]) if row else None
+        except Exception as exc:
+            if _sqlstate(exc) == _UNIQUE_VIOLATION:
+                return None
+            raise
+
+    def finished_videos(
+        self,
+        *,
+        states: tuple[str, ...],
+        uploaded_from: Any = None,
+        uploaded_to: Any = None,
+        video_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Finished videos to reprocess: by arrival window (backfill), by state, or one by id."""
+        clauses = ["state = ANY(%s)"]
+        params: list[Any] = [list(states)]
+        if uploaded_from is not None:
+            clauses.append("uploaded_at >= %s")
+            params.append(uploaded_from)
+        if uploaded_to is not None:
+            clauses.append("uploaded_at < %s")
+            params.append(uploaded_to)
+        if video_id is not None:
+            clauses.append("video_id = %s")
+            params.append(video_id)
+        params.append(limit)
+        with self.cursor() as cur:
+            cur.execute(
+                f"SELECT * FROM videos WHERE {' AND '.join(clauses)} ORDER BY uploaded_at, video_id LIMIT %s",
+                params,
+            )
+            return self._rows(cur)
+
+    def set_content_hash(self, video_id: str, sha256: str) -> None:
+        with self.cursor() as cur:
+            cur.execute(
+                "UPDATE videos SET content_sha256 = %s, updated_at = now() WHERE video_id = %s",
+                (sha256, video_id),
+            )
+
+    def cached_stage_result(self, stage: str, cache_key: str, *, exclude_video_id: str) -> dict[str, Any] | None:
+        """The newest successful run of ``stage`` with ``cache_key`` on a completed video, if any."""
+        with self.cursor() as cur:
+            cur.execute(
+                """
+                SELECT s.video_id, s.details, v.outputs_prefix
+                  FROM stage_runs s JOIN videos v USING (video_id)
+                 WHERE s.stage = %s AND s.cache_key = %s AND s.status = 'success'
+                   AND v.state = 'completed' AND v.video_id <> %s AND v.outputs_prefix IS NOT NULL
+                 ORDER BY s.started_at DESC LIMIT 1
+                """,
+                (stage, cache_key, exclude_video_id),
+            )
+            rows = self._rows(cur)
+        return rows[0] if rows else None
 
     def release_claim(self, video_id: str, run_id: str) -> None:
         """Undo a claim whose upload vanished before it could be moved (listed, then taken)."""
@@ -241,12 +322,13 @@ class ResultsDbHook(PostgresHook):
         started_at: Any,
         seconds: float,
         details: dict[str, Any] | None = None,
+        cache_key: str | None = None,
     ) -> None:
         with self.cursor() as cur:
             cur.execute(
-                "INSERT INTO stage_runs (video_id, stage, run_id, try_number, status, started_at, seconds, details)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-                (video_id, stage, run_id, try_number, status, started_at, seconds, _json(details or {})),
+                "INSERT INTO stage_runs (video_id, stage, run_id, try_number, status, started_at, seconds, details,"
+                " cache_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)",
+                (video_id, stage, run_id, try_number, status, started_at, seconds, _json(details or {}), cache_key),
             )
 
     def save_media(self, video_id: str, media: dict[str, Any]) -> None:
@@ -321,3 +403,15 @@ class ResultsDbHook(PostgresHook):
                 "UPDATE videos SET manifest = %s::jsonb, outputs_prefix = %s, updated_at = now() WHERE video_id = %s",
                 (_json(manifest), outputs_prefix, video_id),
             )
+
+    # -- reads for reports ----------------------------------------------------
+
+    def stage_runs_for_run(self, run_id: str) -> list[dict[str, Any]]:
+        """Every stage attempt recorded under ``run_id``, oldest first (for the run summary)."""
+        with self.cursor() as cur:
+            cur.execute(
+                "SELECT video_id, stage, try_number, status, started_at, seconds FROM stage_runs"
+                " WHERE run_id = %s ORDER BY started_at, id",
+                (run_id,),
+            )
+            return self._rows(cur)

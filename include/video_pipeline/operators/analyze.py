@@ -36,6 +36,23 @@ class VideoAnalyzeOperator(VideoStageOperator):
         super().__init__(**kwargs)
         self.transcript = transcript
 
+    def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
+        from include.video_pipeline.core.analysis import PROMPT_VERSION
+        from include.video_pipeline.hooks.gemini import build_analyzer
+
+        transcript_file = next(
+            (f for f in (self.transcript or {}).get("files", []) if f["name"] == "transcript.json"), None
+        )
+        if transcript_file is None:
+            return None
+        analyzer = build_analyzer(ctx.settings.analysis)
+        return transcript_file["sha256"], {
+            "analyzer": analyzer.name,
+            "model": getattr(getattr(analyzer, "hook", None), "model", None),
+            "prompt_version": PROMPT_VERSION,
+            "output_language": ctx.params.get("output_language") or ctx.settings.analysis.output_language,
+        }
+
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         from include.video_pipeline.hooks.gemini import build_analyzer
 

@@ -75,6 +75,27 @@ class VideoStageOperator(BaseOperator):
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         raise NotImplementedError  # pragma: no cover - every stage overrides it
 
+    def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
+        """(SHA-256 of the stage's input, settings that shape its output), or None if not cacheable."""
+        return None
+
+    def _run_or_reuse(self, ctx: StageContext) -> tuple[dict[str, Any], str | None, str | None]:
+        """Run the stage, or reuse a completed duplicate's result; returns (result, cache key, reused from)."""
+        from include.video_pipeline.cache import restore_cached_result, stage_cache_key
+
+        cache_input = self.cache_input(ctx)
+        if cache_input is None:
+            return self.run_stage(ctx), None, None
+        key = stage_cache_key(self.stage, *cache_input)
+        hit = ctx.db.cached_stage_result(self.stage, key, exclude_video_id=ctx.video.video_id)
+        if hit is not None:
+            try:
+                return restore_cached_result(ctx.store, ctx.settings, ctx.video.video_id, hit), key, hit["video_id"]
+            except Exception:
+                # The earlier outputs may have been deleted or expired: compute instead.
+                self.log.warning("Cached result of %s is unusable; running the stage", hit["video_id"], exc_info=True)
+        return self.run_stage(ctx), key, None
+
     def execute(self, context: Any) -> dict[str, Any]:
         video = ClaimedVideo.from_xcom(self.video)
         context["video_label"] = video.name  # the grid shows the file name, not a map index
@@ -90,14 +111,15 @@ class VideoStageOperator(BaseOperator):
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
 
-        def record(status: str, details: dict[str, Any] | None = None) -> None:
+        def record(status: str, details: dict[str, Any] | None = None, cache_key: str | None = None) -> None:
             ctx.db.record_stage(
                 video_id=video.video_id, stage=self.stage, run_id=ctx.run_id, try_number=ctx.try_number,
                 status=status, started_at=started_at, seconds=time.monotonic() - started, details=details,
+                cache_key=cache_key,
             )
 
         try:
-            result = self.run_stage(ctx)
+            result, cache_key, reused_from = self._run_or_reuse(ctx)
         except InputRejected as exc:
             report = self._report(exc, ctx)
             ctx.db.record_error(video.video_id, report)
@@ -119,7 +141,7 @@ class VideoStageOperator(BaseOperator):
             raise
         finally:
             ctx.db.close()
-        record("success", {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))})
+        record("success", {"result": result, "reused_from": reused_from}, cache_key)
         ctx.db.close()
         return result
 

@@ -15,6 +15,13 @@ from include.video_pipeline.config import load_settings
 from include.video_pipeline.core.states import is_upload_key
 
 
+def reprocessing(context: Any) -> bool:
+    """Backfill and reprocess runs work on finished videos: nothing needs to arrive."""
+    from include.video_pipeline.operators.tasks import reprocess_mode
+
+    return reprocess_mode(context) != "none"
+
+
 def _skip_if_one_shot(context: Any, found: bool, where: str) -> bool:
     if not found and context["params"].get("one_shot"):
         raise AirflowSkipException(f"one-shot run: nothing pending in {where}")
@@ -33,6 +40,8 @@ def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator
         """``S3KeySensor`` on ``pending/*`` (wildcard) that ends a one-shot run early."""
 
         def poke(self, context: Any) -> bool:
+            if reprocessing(context):
+                return True
             return _skip_if_one_shot(context, super().poke(context), f"s3://{settings.bucket}/{settings.prefixes.pending}")
 
     return PendingUploadsS3KeySensor(
@@ -54,6 +63,8 @@ class LocalPendingSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         from include.video_pipeline.storage.local import LocalFolderStore
 
+        if reprocessing(context):
+            return True
         settings = load_settings()
         store = LocalFolderStore(settings.local_root)
         found = any(is_upload_key(obj.key, settings.prefixes) for obj in store.list(settings.prefixes.pending))

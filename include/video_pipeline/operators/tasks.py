@@ -22,12 +22,49 @@ def _lifecycle() -> tuple[VideoLifecycle, ResultsDbHook]:
     return VideoLifecycle(settings, store, db), db
 
 
+def reprocess_mode(context: Any) -> str:
+    """What a run processes: new uploads, or finished videos again.
+
+    * ``backfill``: a run made by ``airflow backfill create`` reprocesses the
+      completed videos that arrived within its data interval;
+    * ``failed`` / ``video``: the ``reprocess`` param of a manual run;
+    * ``none``: the normal case, uploads waiting in pending/.
+    """
+    run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
+    if "backfill" in run_type.lower():
+        return "backfill"
+    return str(context["params"].get("reprocess") or "none")
+
+
 def claim_uploads(context: Any) -> list[dict[str, Any]]:
     lifecycle, db = _lifecycle()
+    params = context["params"]
+    run_id = context["run_id"]
     try:
         db.migrate()
-        batch = int(context["params"].get("batch_size") or lifecycle.settings.batch_size)
-        claimed = lifecycle.claim_batch(context["run_id"], limit=batch)
+        batch = int(params.get("batch_size") or lifecycle.settings.batch_size)
+        mode = reprocess_mode(context)
+        if mode == "none":
+            claimed = lifecycle.claim_batch(run_id, limit=batch)
+        else:
+            if mode == "backfill":
+                rows = db.finished_videos(
+                    states=("completed",),
+                    uploaded_from=context["data_interval_start"],
+                    uploaded_to=context["data_interval_end"],
+                    limit=batch,
+                )
+            elif mode == "failed":
+                rows = db.finished_videos(states=("failed",), limit=batch)
+            elif mode == "video":
+                video_id = str(params.get("video_id") or "").strip()
+                rows = db.finished_videos(states=("completed", "failed"), video_id=video_id, limit=1)
+                if not rows:
+                    raise AirflowFailException(f"no completed or failed video with id {video_id!r} to reprocess")
+            else:
+                raise AirflowFailException(f"unknown reprocess mode {mode!r}")
+            log.info("Reprocessing (%s): %d video(s) selected", mode, len(rows))
+            claimed = lifecycle.reclaim_finished(run_id, rows)
     finally:
         db.close()
     return [video.to_xcom() for video in claimed]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
-from include.video_pipeline.staging import fetch_source, stage_files
+from include.video_pipeline.staging import fetch_source, source_sha256, stage_files
 
 
 class VideoTranscodeOperator(VideoStageOperator):
@@ -20,6 +20,9 @@ class VideoTranscodeOperator(VideoStageOperator):
 
     stage = "transcode"
     ui_color = "#fde9d9"
+
+    def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]]:
+        return content_hash(ctx), {"transcode": dataclasses.asdict(ctx.settings.transcode)}
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         from include.video_pipeline.hooks.ffmpeg import FfmpegHook
@@ -45,3 +48,11 @@ class VideoTranscodeOperator(VideoStageOperator):
 def _jsonable(result: Any) -> dict[str, Any]:
     """A result dataclass as plain JSON types (paths and enums become strings)."""
     return dict(json.loads(json.dumps(dataclasses.asdict(result), default=str)))
+
+
+def content_hash(ctx: StageContext) -> str:
+    """SHA-256 of the upload's bytes (downloaded once per machine), recorded in the ledger."""
+    source = fetch_source(ctx.store, ctx.settings, ctx.video.video_id, ctx.video.rel_key)
+    digest = source_sha256(source)
+    ctx.db.set_content_hash(ctx.video.video_id, digest)
+    return digest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ class VideoTranscribeOperator(VideoStageOperator):
     stage = "transcribe"
     ui_color = "#e4f4e4"
 
+    def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]]:
+        from include.video_pipeline.operators.transcode import content_hash
+
+        return content_hash(ctx), {"whisper": dataclasses.asdict(ctx.settings.whisper), "language": _language(ctx)}
+
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         from include.video_pipeline.hooks.ffmpeg import FfmpegHook
         from include.video_pipeline.hooks.whisper import WhisperHook
@@ -33,7 +39,7 @@ class VideoTranscribeOperator(VideoStageOperator):
         source = fetch_source(ctx.store, ctx.settings, video.video_id, video.rel_key)
         ffmpeg = FfmpegHook(settings=ctx.settings.transcode)
         info = ffmpeg.probe(source)
-        language = ctx.params.get("language") or whisper_settings.language
+        language = _language(ctx)
         with tempfile.TemporaryDirectory(prefix="transcribe-", dir=source.parent) as tmp:
             audio = ffmpeg.extract_audio(source, Path(tmp) / "audio.wav", info)
             if audio is None:
@@ -46,7 +52,7 @@ class VideoTranscribeOperator(VideoStageOperator):
                 )
             else:
                 transcript = WhisperHook(settings=whisper_settings).transcribe(
-                    Path(audio.path), duration=info.duration, language=language if language != "auto" else None
+                    Path(audio.path), duration=info.duration, language=language
                 )
         staged = [
             stage_bytes(ctx.store, ctx.settings, video.video_id, f"transcript{fmt.extension}",
@@ -61,3 +67,9 @@ class VideoTranscribeOperator(VideoStageOperator):
             "segments": len(transcript.segments),
             "characters": len(transcript.text),
         }
+
+
+def _language(ctx: StageContext) -> str | None:
+    """The run's ``language`` param, else the configured one; ``auto`` (or nothing) means detect."""
+    language = ctx.params.get("language") or ctx.settings.whisper.language
+    return None if not language or language == "auto" else str(language)
