@@ -44,6 +44,13 @@ def seed_samples(pending: Path) -> list[str]:
     return copied
 
 
+OFFLINE_MODEL_NOTICE = (
+    "• the model hub is unreachable and VIDEO_PIPELINE_WHISPER_MODEL is not set: transcribing with the\n"
+    "  bundled English-only tiny.en demo weights. Set VIDEO_PIPELINE_WHISPER_MODEL=small (or a local\n"
+    "  model folder) for real use, especially for Russian."
+)
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether Hugging Face (where faster-whisper downloads models) answers."""
     import socket
@@ -156,15 +163,14 @@ def main() -> int:
     started = time.monotonic()
     print("• starting the local PostgreSQL …", flush=True)
     server = local_postgres.start(data_dir / "postgres")
+    os.environ.setdefault("VIDEO_PIPELINE_LOCAL_ROOT", str(data_dir / "storage"))
     env = airflow_environment(server.port, Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow")))
     print(f"  PostgreSQL on 127.0.0.1:{server.port} (data in {server.data_dir})", flush=True)
     demo_model = offline_demo_model(env)
     if demo_model:
         env["VIDEO_PIPELINE_WHISPER_MODEL"] = demo_model
         env["HF_HUB_OFFLINE"] = "1"
-        print("• the model hub is unreachable and VIDEO_PIPELINE_WHISPER_MODEL is not set: transcribing with the\n"
-              "  bundled English-only tiny.en demo weights. Set VIDEO_PIPELINE_WHISPER_MODEL=small (or a local\n"
-              "  model folder) for real use, especially for Russian.", flush=True)
+        print(OFFLINE_MODEL_NOTICE, flush=True)
     if not args.skip_prepare:
         print("• preparing Airflow's metadata database and pools …", flush=True)
         prepare_metadata(env)

@@ -317,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         base["AIRFLOW_HOME"] = str(airflow_home)
         env = airflow_environment(pg.port, airflow_home, base)
         env.update(standalone_settings(env, port, cores))
+        from tools.run_pipeline import OFFLINE_MODEL_NOTICE, offline_demo_model
+
+        demo_model = offline_demo_model(env)
+        if demo_model:
+            env.update({"VIDEO_PIPELINE_WHISPER_MODEL": demo_model, "HF_HUB_OFFLINE": "1"})
+            print(OFFLINE_MODEL_NOTICE, flush=True)
         print("• preparing Airflow's metadata database and pools …", flush=True)
         prepare_metadata(env)
     except KeyboardInterrupt:
