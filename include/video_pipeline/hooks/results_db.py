@@ -415,15 +415,3 @@ class ResultsDbHook(PostgresHook):
                 (run_id,),
             )
             return self._rows(cur)
-
-    # -- reads for reports ----------------------------------------------------
-
-    def stage_runs_for_run(self, run_id: str) -> list[dict[str, Any]]:
-        """Every stage attempt recorded under ``run_id``, oldest first (for the run summary)."""
-        with self.cursor() as cur:
-            cur.execute(
-                "SELECT video_id, stage, try_number, status, started_at, seconds FROM stage_runs"
-                " WHERE run_id = %s ORDER BY started_at, id",
-                (run_id,),
-            )
-            return self._rows(cur)
