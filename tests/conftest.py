@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# A developer's own .env (cloud bucket, real keys) must never leak into test runs.
+os.environ["VIDEO_PIPELINE_ENV_FILE"] = os.devnull
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tools import local_postgres  # noqa: E402

@@ -52,8 +52,30 @@ def legacy_connections(env: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a ``.env`` file (comments, blanks and empty values skipped)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if key.strip() and value:
+            values[key.strip()] = value
+    return values
+
+
 def airflow_environment(postgres_port: int, airflow_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for Airflow processes: ``base`` (default: this process's), then ``.env``, then defaults."""
     env = dict(os.environ if base is None else base)
+    # .env (copied from .env.example) fills what the environment does not set.
+    for key, value in read_dotenv(Path(env.get("VIDEO_PIPELINE_ENV_FILE", ROOT / ".env"))).items():
+        env.setdefault(key, value)
     metadata = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres_port}/airflow"
     defaults = {
         "AIRFLOW_HOME": str(airflow_home),
