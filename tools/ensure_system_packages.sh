@@ -12,6 +12,7 @@ case "${1:-runtime}" in
     ;;
   test)
     command -v espeak-ng >/dev/null || need+=(espeak-ng)
+    command -v chromium >/dev/null || need+=(chromium)
     ;;
   *) echo "usage: $0 runtime|test" >&2; exit 2 ;;
 esac

@@ -382,6 +382,7 @@ a.ts:hover { text-decoration: underline; }
 .chips { display: flex; flex-wrap: wrap; gap: 6px; margin: 0 0 12px; padding: 0; list-style: none; }
 .chips li { background: var(--chip); border-radius: 999px; padding: 2px 10px; font-size: 13px; }
 h3 { font-size: 13px; color: var(--muted); text-transform: uppercase; letter-spacing: .05em; margin: 12px 0 6px; }
+.card > h3:first-child { margin-top: 0; }
 .warnings { background: var(--warn-bg); border: 1px solid var(--warn-line); border-radius: 12px;
   padding: 12px 18px; margin-bottom: 20px; }
 .warnings h2 { font-size: 15px; margin-bottom: 6px; }
