@@ -1,7 +1,7 @@
 """Run the Airflow CLI against this project's local Airflow (the one `make up` / `make run` use).
 
-    .venv/bin/python tools/airflow_cli.py dags list-runs video_pipeline
-    .venv/bin/python tools/airflow_cli.py backfill create --dag-id video_pipeline --from-date ... --to-date ...
+.venv/bin/python tools/airflow_cli.py dags list-runs video_pipeline
+.venv/bin/python tools/airflow_cli.py backfill create --dag-id video_pipeline --from-date ... --to-date ...
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     data_dir = Path(os.environ.get("VIDEO_PIPELINE_DATA_DIR") or ROOT / ".data")
     server = local_postgres.start(data_dir / "postgres")
     env = airflow_environment(server.port, Path(os.environ.get("AIRFLOW_HOME") or ROOT / ".airflow"))
-    os.execve(str(VENV_BIN / "airflow"), ["airflow", *argv], env)
+    os.execve(str(VENV_BIN / "airflow"), ["airflow", *argv], env)  # noqa: S606 - replaces this process
     return 0  # not reached
 
 

@@ -70,7 +70,9 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def airflow_environment(postgres_port: int, airflow_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def airflow_environment(
+    postgres_port: int, airflow_home: Path, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment for Airflow processes: ``base`` (default: this process's), then ``.env``, then defaults."""
     env = dict(os.environ if base is None else base)
     # .env (copied from .env.example) fills what the environment does not set.

@@ -76,11 +76,20 @@ def start(data_dir: Path, port: int | None = None) -> LocalPostgres:
             for parent in data_dir.parents:
                 if parent == Path("/"):
                     break
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
+                os.chmod(parent, os.stat(parent).st_mode | 0o011)  # noqa: S103 - traverse only, no read
         subprocess.run(
             _as_owner(
-                [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                 "--locale=C.UTF-8"],
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ],
                 owner,
             ),
             check=True,
@@ -97,8 +106,19 @@ def start(data_dir: Path, port: int | None = None) -> LocalPostgres:
     )
     subprocess.run(
         _as_owner(
-            [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(data_dir / "server.log"),
-             "-w", "-t", "60", "start"],
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data_dir),
+                "-o",
+                options,
+                "-l",
+                str(data_dir / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             owner,
         ),
         check=True,
@@ -175,4 +195,3 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv))
-

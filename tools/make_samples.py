@@ -1,6 +1,6 @@
 """Regenerate the sample clips in samples/ (committed; make run seeds them into pending/).
 
-    python tools/make_samples.py
+python tools/make_samples.py
 """
 
 from __future__ import annotations

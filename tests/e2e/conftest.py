@@ -61,12 +61,17 @@ def run_pipeline(postgres, airflow_home, results_dsn, whisper_tiny_env, tmp_path
         }
         process = subprocess.run(
             [sys.executable, str(ROOT / "tools" / "run_pipeline.py"), "--skip-prepare", *args],
-            env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         log = (airflow_home / "last_run.log").read_text() if (airflow_home / "last_run.log").exists() else ""
         result_file = airflow_home / "last_run.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
-        return PipelineRun(process.returncode, process.stdout + process.stderr, log, result.get("run_id"),
-                           result.get("state"))
+        return PipelineRun(
+            process.returncode, process.stdout + process.stderr, log, result.get("run_id"), result.get("state")
+        )
 
     return run

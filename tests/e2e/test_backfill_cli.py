@@ -58,7 +58,11 @@ def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_
     output = open(tmp_path / "standalone.out", "w")  # a file, not a pipe nobody reads
     standalone = subprocess.Popen(
         [sys.executable, str(ROOT / "tools" / "standalone.py")],
-        env=env, stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         pg = _wait_for(lambda: local_postgres.running(data_dir / "postgres"), 120, "PostgreSQL")
@@ -75,26 +79,43 @@ def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_
                 cur.execute(
                     "INSERT INTO videos (video_id, bucket, source_key, etag, size_bytes, state, claims, uploaded_at)"
                     " VALUES (%s, %s, %s, 'e', %s, 'completed', 1, %s)",
-                    (vid, str(storage), key, (storage / "completed" / key).stat().st_size,
-                     f"2026-11-20 {hour}:20+00"),
+                    (vid, str(storage), key, (storage / "completed" / key).stat().st_size, f"2026-11-20 {hour}:20+00"),
                 )
         hook.close()
 
         _wait_for(lambda: _health(port), 300, "the Airflow api-server", interval=3)
         _wait_for(
-            lambda: subprocess.run(
-                [str(Path(sys.executable).parent / "airflow"), "dags", "details", "video_pipeline"],
-                env=airflow_env, capture_output=True, text=True,
-            ).returncode == 0,
+            lambda: (
+                subprocess.run(
+                    [str(Path(sys.executable).parent / "airflow"), "dags", "details", "video_pipeline"],
+                    env=airflow_env,
+                    capture_output=True,
+                    text=True,
+                ).returncode
+                == 0
+            ),
             180,
             "the DAG to be parsed",
             interval=5,
         )
         created = subprocess.run(
-            [str(Path(sys.executable).parent / "airflow"), "backfill", "create", "--dag-id", "video_pipeline",
-             "--from-date", "2026-11-20T10:00:00+00:00", "--to-date", "2026-11-20T10:00:00+00:00",
-             "--reprocess-behavior", "completed"],
-            env=airflow_env, capture_output=True, text=True, timeout=120,
+            [
+                str(Path(sys.executable).parent / "airflow"),
+                "backfill",
+                "create",
+                "--dag-id",
+                "video_pipeline",
+                "--from-date",
+                "2026-11-20T10:00:00+00:00",
+                "--to-date",
+                "2026-11-20T10:00:00+00:00",
+                "--reprocess-behavior",
+                "completed",
+            ],
+            env=airflow_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert created.returncode == 0, created.stdout + created.stderr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -80,9 +80,7 @@ def test_duplicates_reuse_results_and_finished_videos_can_be_reprocessed(
         json.dumps({"reprocess": "video", "video_id": original_id}),
     )
     assert fourth.returncode == 0, fourth.output + fourth.log[-3000:]
-    versions = _rows(
-        results_dsn, "SELECT is_current FROM transcripts WHERE video_id = %s ORDER BY id", original_id
-    )
+    versions = _rows(results_dsn, "SELECT is_current FROM transcripts WHERE video_id = %s ORDER BY id", original_id)
     assert versions == [(False,), (True,)]
     assert (storage / "completed" / "studio.mp4").is_file()
     assert not list((storage / "processing").glob("*")) if (storage / "processing").exists() else True
@@ -107,9 +105,9 @@ def test_backfill_runs_select_completed_videos_by_arrival_window(results_db, tmp
             (str(storage), str(storage)),
         )
 
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    start = datetime(2026, 11, 2, 10, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 2, 10, tzinfo=UTC)
     context = {
         "run_id": "backfill__2026-11-02T10:00:00+00:00",
         "dag_run": SimpleNamespace(run_type="backfill"),
@@ -125,6 +123,10 @@ def test_backfill_runs_select_completed_videos_by_arrival_window(results_db, tmp
     assert results_db.get_video("tue")["state"] == "completed"
 
     # A window in which nothing arrived reprocesses nothing.
-    empty = {**context, "data_interval_start": start + timedelta(days=5), "data_interval_end": start + timedelta(days=6)}
+    empty = {
+        **context,
+        "data_interval_start": start + timedelta(days=5),
+        "data_interval_end": start + timedelta(days=6),
+    }
     assert tasks.claim_uploads(empty) == []
     assert settings.prefixes.processing == "processing/"

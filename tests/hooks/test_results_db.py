@@ -10,7 +10,12 @@ from include.video_pipeline.hooks.results_db import ResultsDbHook
 
 def _claim(hook: ResultsDbHook, video_id: str = "clip-1", run_id: str = "run-a", etag: str = "e1") -> bool:
     return hook.claim(
-        video_id=video_id, bucket="b", source_key="clip.mp4", etag=etag, size_bytes=10, run_id=run_id,
+        video_id=video_id,
+        bucket="b",
+        source_key="clip.mp4",
+        etag=etag,
+        size_bytes=10,
+        run_id=run_id,
         lease_seconds=3600,
     )
 

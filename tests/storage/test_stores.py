@@ -22,7 +22,7 @@ def store(request, tmp_path):
     return ObjectStoreHook(settings=settings).get_store()
 
 
-NAMES = ["plain.mp4", "team a/Встреча 1 (final).mov", "quote's \"name\".mkv"]
+NAMES = ["plain.mp4", "team a/Встреча 1 (final).mov", 'quote\'s "name".mkv']
 
 
 @pytest.mark.parametrize("name", NAMES)

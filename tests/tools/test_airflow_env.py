@@ -32,7 +32,7 @@ def test_dotenv_fills_gaps_but_the_environment_wins(tmp_path: Path):
     dotenv = tmp_path / ".env"
     dotenv.write_text(
         "# comment\nVIDEO_PIPELINE_STORAGE=s3\nVIDEO_PIPELINE_BUCKET='team-videos'\n"
-        "export VIDEO_PIPELINE_BATCH_SIZE=7\nVIDEO_PIPELINE_S3_REGION=\nGOOGLE_API_KEY=\"k-from-file\"\n"
+        'export VIDEO_PIPELINE_BATCH_SIZE=7\nVIDEO_PIPELINE_S3_REGION=\nGOOGLE_API_KEY="k-from-file"\n'
     )
     assert read_dotenv(dotenv) == {
         "VIDEO_PIPELINE_STORAGE": "s3",

@@ -14,11 +14,11 @@ from __future__ import annotations
 import enum
 import traceback
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
-class RejectReason(str, enum.Enum):
+class RejectReason(enum.StrEnum):
     """Stable, machine-readable codes for uploads that cannot be processed."""
 
     EMPTY_FILE = "empty_file"
@@ -73,7 +73,7 @@ class FailureReport:
     attempt: int
     reason: str | None = None  # a RejectReason value for rejected input, else None
     retryable: bool = True
-    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     details: dict[str, Any] = field(default_factory=dict)
     video_id: str | None = None
     source_key: str | None = None

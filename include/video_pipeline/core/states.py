@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 
 
-class VideoState(str, enum.Enum):
+class VideoState(enum.StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"
     COMPLETED = "completed"

@@ -13,7 +13,7 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 
-class TranscriptQuality(str, enum.Enum):
+class TranscriptQuality(enum.StrEnum):
     """What the analysis and the UI should believe about a transcript."""
 
     OK = "ok"

@@ -35,9 +35,9 @@ class ObjectStoreHook(BaseHook):
         return self._s3_store()
 
     def _s3_store(self) -> ObjectStore:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from botocore.config import Config
 
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from include.video_pipeline.storage.s3 import S3Store
 
         # "standard" retry mode retries 500/503/SlowDown and dropped connections

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -108,13 +108,19 @@ class VideoStageOperator(BaseOperator):
             raise AirflowSkipException(f"{video.name}: already {row['outcome']} in another stage")
         ctx.db.renew_lease(video.video_id, ctx.settings.processing_lease_seconds)
 
-        started_at = datetime.now(timezone.utc)
+        started_at = datetime.now(UTC)
         started = time.monotonic()
 
         def record(status: str, details: dict[str, Any] | None = None, cache_key: str | None = None) -> None:
             ctx.db.record_stage(
-                video_id=video.video_id, stage=self.stage, run_id=ctx.run_id, try_number=ctx.try_number,
-                status=status, started_at=started_at, seconds=time.monotonic() - started, details=details,
+                video_id=video.video_id,
+                stage=self.stage,
+                run_id=ctx.run_id,
+                try_number=ctx.try_number,
+                status=status,
+                started_at=started_at,
+                seconds=time.monotonic() - started,
+                details=details,
                 cache_key=cache_key,
             )
 

@@ -42,7 +42,9 @@ def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator
         def poke(self, context: Any) -> bool:
             if reprocessing(context):
                 return True
-            return _skip_if_one_shot(context, super().poke(context), f"s3://{settings.bucket}/{settings.prefixes.pending}")
+            return _skip_if_one_shot(
+                context, super().poke(context), f"s3://{settings.bucket}/{settings.prefixes.pending}"
+            )
 
     return PendingUploadsS3KeySensor(
         task_id=task_id,

@@ -95,6 +95,8 @@ def reconcile(context: Any) -> dict[str, Any]:
         raise RuntimeError("reconcile could not settle every video (will retry): " + "; ".join(report.errors))
     if report.infrastructure_failures:
         names = ", ".join(f["source_key"] for f in report.infrastructure_failures)
-        raise AirflowFailException(f"{len(report.infrastructure_failures)} video(s) failed on infrastructure errors: "
-                                   f"{names}; see failed/*.error.json")
+        raise AirflowFailException(
+            f"{len(report.infrastructure_failures)} video(s) failed on infrastructure errors: "
+            f"{names}; see failed/*.error.json"
+        )
     return report.to_dict()["counts"]

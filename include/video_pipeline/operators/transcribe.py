@@ -55,8 +55,13 @@ class VideoTranscribeOperator(VideoStageOperator):
                     Path(audio.path), duration=info.duration, language=language
                 )
         staged = [
-            stage_bytes(ctx.store, ctx.settings, video.video_id, f"transcript{fmt.extension}",
-                        render(transcript, fmt).encode("utf-8"))
+            stage_bytes(
+                ctx.store,
+                ctx.settings,
+                video.video_id,
+                f"transcript{fmt.extension}",
+                render(transcript, fmt).encode("utf-8"),
+            )
             for fmt in TranscriptFormat
         ]
         return {

@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from include.video_pipeline.storage.base import ObjectInfo
@@ -46,7 +46,7 @@ class LocalFolderStore:
             key=key,
             size=stat.st_size,
             etag=f"{stat.st_size:x}-{stat.st_mtime_ns:x}",
-            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
         )
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
