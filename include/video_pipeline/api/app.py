@@ -265,10 +265,7 @@ def create_app() -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=ApiSettings.max_list_limit)] = ApiSettings.default_list_limit,
     ) -> VideoList:
         rows = queries.recent_videos(settings.results_conn_id, state=state, source_key=key, limit=limit)
-        items = [
-            VideoListItem(name=posixpath.basename(row["source_key"]), **row)  # type: ignore[arg-type]
-            for row in rows
-        ]
+        items = [VideoListItem(name=posixpath.basename(row["source_key"]), **row) for row in rows]
         return VideoList(videos=items, count=len(items), limit=limit, state=state)
 
     return app
