@@ -135,6 +135,17 @@ def summarize(run_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def without_password(url: str) -> str:
+    """A connection URL safe to print: the password replaced by ***."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
 def describe(row: dict[str, Any], location: Path | str) -> str:
     state = row["state"]
     media = row.get("media") or {}
@@ -213,13 +224,14 @@ def main() -> int:
         sys.stderr.write("\n".join(log_path.read_text().splitlines()[-40:]) + "\n")
         return 1
     result = json.loads(result_path.read_text())
+    results_dsn = env["AIRFLOW_CONN_POSTGRES_DEFAULT"]
     rows = [r for r in summarize(result["run_id"])]
     print(f"\nRun {result['run_id']}: {result['state']} in {time.monotonic() - started:.0f}s (task logs: {log_path})")
     if not rows:
         print("  nothing was pending.")
     for row in rows:
         print("  " + describe(row, location))
-    print(f"\nOutputs: {location}/{settings.output_prefix}   Results DB: {env['AIRFLOW_CONN_POSTGRES_DEFAULT']}")
+    print(f"\nOutputs: {location}/{settings.output_prefix}   Results DB: {without_password(results_dsn)}")
     print("Open the Airflow UI with `make up` (http://127.0.0.1:8080), then trigger video_pipeline.")
     return 0 if "success" in result["state"] else 1
 

@@ -102,6 +102,7 @@ class TranscodeSettings:
     timeout_floor_seconds: int = 120  # ... but never less than this
     max_upload_bytes: int = 10 * 1024**3
     max_duration_seconds: int = 4 * 3600
+    max_video_pixels: int = 8192 * 8192  # width x height of one frame; refuses decompression bombs
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timeout_floor_seconds=_int(env, "VIDEO_PIPELINE_TIMEOUT_FLOOR_SECONDS", 120, minimum=1),
         max_upload_bytes=_int(env, "VIDEO_PIPELINE_MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=1),
         max_duration_seconds=_int(env, "VIDEO_PIPELINE_MAX_DURATION_SECONDS", 4 * 3600, minimum=1),
+        max_video_pixels=_int(env, "VIDEO_PIPELINE_MAX_VIDEO_PIXELS", 8192 * 8192, minimum=16 * 16),
     )
     whisper = WhisperSettings(
         backend=_choice(  # type: ignore[arg-type]
@@ -313,7 +315,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         work_dir=Path(_get(env, "VIDEO_PIPELINE_WORK_DIR", default=str(Settings.work_dir)) or "").expanduser(),
         sensor_poke_seconds=_int(env, "VIDEO_PIPELINE_SENSOR_POKE_SECONDS", 60, minimum=1),
         sensor_deferrable=_bool(env, "VIDEO_PIPELINE_SENSOR_DEFERRABLE", False),
-        processing_lease_seconds=_int(env, "VIDEO_PIPELINE_PROCESSING_LEASE_SECONDS", 6 * 3600, minimum=60),
+        processing_lease_seconds=_int(env, "VIDEO_PIPELINE_PROCESSING_LEASE_SECONDS", 6 * 3600, minimum=5),
         transcode=transcode,
         whisper=whisper,
         analysis=analysis,

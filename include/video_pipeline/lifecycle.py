@@ -30,6 +30,7 @@ from include.video_pipeline.core.states import (
     video_id,
 )
 from include.video_pipeline.hooks.results_db import ResultsDbHook
+from include.video_pipeline.notifications import notify_video, video_event
 from include.video_pipeline.storage.base import ObjectMissing, ObjectStore, move_object
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class VideoLifecycle:
         """Claim up to ``limit`` uploads from pending/, oldest first, and move them to processing/."""
         limit = limit or self.settings.batch_size
         busy = self.db.active_source_keys()
+        listed_at = self.db.now()  # before listing: see ResultsDbHook.claim
         candidates = []
         for obj in self.store.list(self.prefixes.pending):
             try:
@@ -129,6 +131,7 @@ class VideoLifecycle:
                 run_id=run_id,
                 lease_seconds=self.settings.processing_lease_seconds,
                 uploaded_at=obj.last_modified,
+                listed_at=listed_at,
             ):
                 log.info("%s is claimed by another run; skipping", rel)
                 continue
@@ -229,6 +232,9 @@ class VideoLifecycle:
         self._drop_staging(vid)
         self._drop_work_dir(vid)
         log.info("Settled %s: %s -> %s", rel, outcome, destination)
+        if target is not VideoState.PENDING:
+            # Once per video: a second settle() returns early above. Never raises.
+            notify_video(self.settings, video_event(self.settings, row, target.value))
         return target
 
     def fail(self, vid: str, report: FailureReport) -> VideoState | None:

@@ -575,3 +575,22 @@ def test_core_media_imports_nothing_heavy():
     }
     forbidden = {"airflow", "boto3", "torch", "faster_whisper", "av", "ffmpeg", "subprocess"}
     assert not {name.split(".")[0] for name in imported} & forbidden
+
+
+def test_a_decompression_bomb_is_refused_before_any_decoding():
+    """A tiny file that declares a 16000x16000 picture would need ~380 MB per decoded frame."""
+    from include.video_pipeline.core.errors import InputRejected, RejectReason
+    from include.video_pipeline.core.media import parse_probe, validate_media
+
+    info = parse_probe(
+        {
+            "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "2.0", "size": "4096"},
+            "streams": [{"index": 0, "codec_type": "video", "codec_name": "h264", "width": 16000, "height": 16000}],
+        },
+        size_bytes=4096,
+    )
+    with pytest.raises(InputRejected) as rejected:
+        validate_media(info, max_bytes=10**9, max_duration_seconds=3600)
+    assert rejected.value.reason is RejectReason.TOO_LARGE
+    assert "16000x16000" in rejected.value.message
+    validate_media(info, max_bytes=10**9, max_duration_seconds=3600, max_video_pixels=16000 * 16000)

@@ -74,3 +74,33 @@ def test_results_are_versioned_and_one_is_current(results_db: ResultsDbHook):
     with results_db.cursor() as cur:
         cur.execute("SELECT model, is_current, text FROM transcripts ORDER BY id")
         assert cur.fetchall() == [("tiny", False, "привет"), ("small", True, "привет")]
+
+
+def test_a_stale_listing_never_takes_over_a_video_finished_since(results_db: ResultsDbHook):
+    """Run B listed pending/ before run A finished the same upload: B must not claim it."""
+    listed_at = results_db.now()
+    assert _claim(results_db, run_id="run-a")
+    results_db.set_outcome("clip-1", "succeeded")
+    results_db.finish("clip-1", "completed")
+    assert not results_db.claim(
+        video_id="clip-1",
+        bucket="b",
+        source_key="clip.mp4",
+        etag="e1",
+        size_bytes=10,
+        run_id="run-b",
+        lease_seconds=3600,
+        listed_at=listed_at,
+    )
+    assert results_db.get_video("clip-1")["state"] == "completed"
+    # A listing made after it finished (the same bytes uploaded again) may claim it.
+    assert results_db.claim(
+        video_id="clip-1",
+        bucket="b",
+        source_key="clip.mp4",
+        etag="e1",
+        size_bytes=10,
+        run_id="run-c",
+        lease_seconds=3600,
+        listed_at=results_db.now(),
+    )

@@ -323,7 +323,18 @@ def check_size(size_bytes: int, *, max_bytes: int) -> None:
         )
 
 
-def validate_media(info: MediaInfo, *, max_bytes: int, max_duration_seconds: float) -> None:
+# A decompression bomb is a tiny file that declares a huge picture: every
+# decoded frame of a 16000x16000 video needs ~380 MB. 8192x8192 covers 8K.
+DEFAULT_MAX_VIDEO_PIXELS = 8192 * 8192
+
+
+def validate_media(
+    info: MediaInfo,
+    *,
+    max_bytes: int,
+    max_duration_seconds: float,
+    max_video_pixels: int = DEFAULT_MAX_VIDEO_PIXELS,
+) -> None:
     """Raise :class:`InputRejected` when the upload can never be processed.
 
     Audio-only uploads and videos without sound are accepted: they simply
@@ -351,6 +362,13 @@ def validate_media(info: MediaInfo, *, max_bytes: int, max_duration_seconds: flo
         )
     if info.video is not None and (info.video.width <= 0 or info.video.height <= 0):
         raise InputRejected(RejectReason.CORRUPT, "the video stream has no picture size", {"stream": info.video.index})
+    if info.video is not None and info.video.width * info.video.height > max_video_pixels:
+        raise InputRejected(
+            RejectReason.TOO_LARGE,
+            f"the picture is {info.video.width}x{info.video.height} pixels; the limit is {max_video_pixels:,} pixels "
+            "per frame",
+            {"width": info.video.width, "height": info.video.height, "max_video_pixels": max_video_pixels},
+        )
     if info.duration <= 0:
         raise InputRejected(RejectReason.CORRUPT, "the file does not say how long it is", {"container": info.container})
     if info.duration > max_duration_seconds:

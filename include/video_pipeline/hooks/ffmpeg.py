@@ -243,7 +243,10 @@ class FfmpegHook(BaseHook):
         data = self._probe_json(path)
         info = parse_probe(data, size_bytes=size)
         validate_media(
-            info, max_bytes=self.settings.max_upload_bytes, max_duration_seconds=self.settings.max_duration_seconds
+            info,
+            max_bytes=self.settings.max_upload_bytes,
+            max_duration_seconds=self.settings.max_duration_seconds,
+            max_video_pixels=self.settings.max_video_pixels,
         )
         video = info.video
         self.log.info(

@@ -119,8 +119,13 @@ class ResultsDbHook(PostgresHook):
         run_id: str,
         lease_seconds: int,
         uploaded_at: Any = None,
+        listed_at: Any = None,
     ) -> bool:
         """Claim one upload version for ``run_id``; False when someone else holds it.
+
+        ``listed_at`` is the database time taken before ``pending/`` was listed:
+        a finished row that changed after it was finished by another run since
+        the listing, so the listing is stale and the row is left alone.
 
         The conflict clause only takes over rows that are not being processed,
         and the partial unique index refuses a second active claim on the same
@@ -141,15 +146,33 @@ class ResultsDbHook(PostgresHook):
                            lease_expires_at = EXCLUDED.lease_expires_at,
                            claims = videos.claims + 1, finished_at = NULL, updated_at = now()
                      WHERE videos.state <> 'processing'
+                       AND (%s::timestamptz IS NULL OR videos.updated_at < %s::timestamptz)
                     RETURNING video_id
                     """,
-                    (video_id, bucket, source_key, etag, size_bytes, run_id, lease_seconds, uploaded_at),
+                    (
+                        video_id,
+                        bucket,
+                        source_key,
+                        etag,
+                        size_bytes,
+                        run_id,
+                        lease_seconds,
+                        uploaded_at,
+                        listed_at,
+                        listed_at,
+                    ),
                 )
                 return cur.fetchone() is not None
         except Exception as exc:
             if _sqlstate(exc) == _UNIQUE_VIOLATION:
                 return False
             raise
+
+    def now(self) -> Any:
+        """The database's clock (the one row timestamps use)."""
+        with self.cursor() as cur:
+            cur.execute("SELECT clock_timestamp()")
+            return cur.fetchone()[0]
 
     def reclaim_finished(self, video_id: str, *, run_id: str, lease_seconds: int) -> str | None:
         """Claim a completed or failed video again for reprocessing; returns the state it was in.

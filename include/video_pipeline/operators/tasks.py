@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from include.video_pipeline.config import load_settings
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
-from include.video_pipeline.lifecycle import ReconcileReport, VideoLifecycle
+from include.video_pipeline.lifecycle import VideoLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +70,20 @@ def claim_uploads(context: Any) -> list[dict[str, Any]]:
     return [video.to_xcom() for video in claimed]
 
 
-def format_report(report: ReconcileReport) -> str:
-    """The run summary as a small table for the task log."""
-    counts = report.to_dict()["counts"]
-    lines = [f"Run {report.run_id}", "outcome            videos"]
-    lines += [f"{name:<18} {count:>6}" for name, count in counts.items()]
-    for failure in report.failed:
-        lines.append(
-            f"  failed: {failure['source_key']} at {failure['stage']}: "
-            f"{failure['reason'] or 'error'}: {failure['message']}"
-        )
-    return "\n".join(lines)
-
-
 def reconcile(context: Any) -> dict[str, Any]:
+    from include.video_pipeline.notifications import notify_run
+    from include.video_pipeline.run_summary import build_run_summary, write_run_summary
+
     lifecycle, db = _lifecycle()
     try:
         db.migrate()
         report = lifecycle.reconcile(context["run_id"])
+        # Logged as tables and written to outputs/_runs/<run id>.json.
+        summary = build_run_summary(report, db)
+        write_run_summary(lifecycle.store, lifecycle.settings, summary)
     finally:
         db.close()
-    log.info("%s", format_report(report))
+    notify_run(lifecycle.settings, summary)  # never raises; no DB connection held while it retries
     if report.errors:
         raise RuntimeError("reconcile could not settle every video (will retry): " + "; ".join(report.errors))
     if report.infrastructure_failures:
