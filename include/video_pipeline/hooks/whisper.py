@@ -266,8 +266,8 @@ class WhisperHook(BaseHook):
         self.settings = settings
 
     def get_conn(self) -> LoadedModel:
-        loaded = load_model(self.settings)
-        return loaded
+        """The loaded model, from the process-wide cache (loaded on first use)."""
+        return load_model(self.settings)
 
     def transcribe(self, audio_path: Path, *, duration: float | None = None, language: str | None = None) -> Transcript:
         """Transcribe a 16 kHz mono WAV.
