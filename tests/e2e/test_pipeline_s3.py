@@ -18,6 +18,7 @@ from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fixtures import clips
 
 GEMINI_KEY = "AIzaTestKeyForTheLoopbackServerOnly000"
+WEBHOOK_SECRET = "webhook-shared-secret-for-tests"
 
 SPEECH = "Welcome to the quarterly review. Revenue grew and the new product launch went well."
 CYRILLIC_SPEECH = "The meeting starts at nine. Please bring the project plan and the budget."
@@ -55,9 +56,39 @@ def uploaded(s3_bucket, s3_client, tmp_path) -> dict[str, bytes]:
     return sources
 
 
+class WebhookReceiver:
+    """A loopback HTTP endpoint that records what the pipeline POSTs to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/video"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
 def test_a_batch_of_real_world_uploads_ends_where_it_should(
     run_pipeline, s3_bucket, s3_client, s3_endpoint, results_dsn, uploaded
 ):
+    from include.video_pipeline.hooks.webhook import verify_signature
+
+    webhook = WebhookReceiver()
     with FakeGeminiServer(api_key=GEMINI_KEY) as gemini:
         run = run_pipeline(
             {
@@ -65,9 +96,12 @@ def test_a_batch_of_real_world_uploads_ends_where_it_should(
                 "VIDEO_PIPELINE_BUCKET": s3_bucket,
                 "VIDEO_PIPELINE_GEMINI_BASE_URL": gemini.base_url,
                 "GEMINI_API_KEY": GEMINI_KEY,
+                "VIDEO_PIPELINE_WEBHOOK_URL": webhook.url,
+                "VIDEO_PIPELINE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             }
         )
         gemini_requests = gemini.generate_requests
+    webhook.close()
 
     assert run.returncode == 0, run.output + run.log[-5000:]
     # Bad uploads are the uploads' fault, not the pipeline's: the run is green.
@@ -143,7 +177,28 @@ def test_a_batch_of_real_world_uploads_ends_where_it_should(
         }
         assert manifest["video_id"] == stored["video_id"]
 
+    # Reports for people: one per completed video, listed in its manifest; a summary per run.
+    for name, row in rows.items():
+        if row[1] == "completed":
+            report = s3_client.get_object(Bucket=s3_bucket, Key=f"{row[2]}report.html")["Body"].read().decode()
+            assert "<html" in report and name.rsplit("/", 1)[-1].split(" ")[0] in report
+    summaries = _keys(s3_client, s3_bucket, "outputs/_runs/")
+    assert len(summaries) == 1
+    summary = json.loads(s3_client.get_object(Bucket=s3_bucket, Key=summaries.pop())["Body"].read())
+    assert summary["counts"]["completed"] == 4 and summary["counts"]["failed"] == 3
+
+    # Notifications: a signed event per finished video and one for the run.
+    events = []
+    for headers, body in webhook.received:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        assert verify_signature(
+            WEBHOOK_SECRET, body, lowered["x-video-pipeline-timestamp"], lowered["x-video-pipeline-signature"]
+        )
+        events.append(json.loads(body)["event"])
+    assert sorted(events) == sorted(["video.completed"] * 4 + ["video.failed"] * 3 + ["run.finished"])
+
     # The Cyrillic name survives in the summary make run prints.
     assert "Отчёт за май (итог).mp4" in run.output
     # The key never leaks into what the run printed or logged.
     assert GEMINI_KEY not in run.output and GEMINI_KEY not in run.log
+    assert WEBHOOK_SECRET not in run.output and WEBHOOK_SECRET not in run.log
