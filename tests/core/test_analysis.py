@@ -358,3 +358,68 @@ def test_core_analysis_imports_no_airflow_or_google():
 
     source = open(module.__file__, encoding="utf-8").read()
     assert not re.search(r"^\s*(from|import)\s+(airflow|google|boto3)", source, flags=re.MULTILINE)
+
+
+# -- providers: price overrides, token-count scaling, images ------------------------------
+
+from include.video_pipeline.core import analysis as core_analysis  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("gemini-2.5-flash", 0.30 + 2.50),
+        ("publishers/google/models/gemini-2.5-flash", 0.30 + 2.50),  # as Vertex AI reports it
+        ("models/gemini-2.5-flash-lite", 0.10 + 0.40),
+        ("qwen2.5:14b", None),
+    ],
+)
+def test_cost_uses_the_longest_prefix_and_ignores_path_prefixes(model, expected):
+    cost = core_analysis.estimate_cost_usd(model, 1_000_000, 1_000_000)
+    assert cost == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_price_overrides_add_models_and_correct_built_in_prices():
+    table = core_analysis.price_table([("qwen2.5", 0.0, 0.0), ("gemini-2.5-flash", 0.5, 3.0)])
+    assert core_analysis.estimate_cost_usd("qwen2.5:14b", 1000, 1000, prices=table) == 0.0
+    assert core_analysis.estimate_cost_usd("gemini-2.5-flash", 1_000_000, 0, prices=table) == pytest.approx(0.5)
+    assert core_analysis.estimate_cost_usd("gemini-2.5-pro", 1_000_000, 0, prices=table) == pytest.approx(1.25)
+    assert core_analysis.PRICES_PER_MILLION_TOKENS["gemini-2.5-flash"] == (0.30, 2.50)  # the built-ins untouched
+
+
+def test_token_scale_splits_finer_when_the_real_count_is_higher():
+    lines = [(i * 5.0, i * 5.0 + 4.0, f"Предложение номер {i} про бюджет и сроки проекта.") for i in range(20)]
+    transcript = make_transcript(lines)
+    budget = core_analysis.estimate_tokens(core_analysis.render_transcript(transcript.segments)) + 60
+    assert len(core_analysis.chunk_transcript(transcript, max_tokens=budget)) == 1
+    scaled = core_analysis.chunk_transcript(transcript, max_tokens=budget, token_scale=3.0)
+    assert len(scaled) >= 3
+    assert [s for c in scaled for s in c.segments] == list(transcript.segments)
+    with pytest.raises(ValueError):
+        core_analysis.chunk_transcript(transcript, max_tokens=budget, token_scale=0)
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        (b"\xff\xd8\xff\xe0rest", "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\nrest", "image/png"),
+        (b"RIFF1234WEBPVP8 ", "image/webp"),
+    ],
+)
+def test_image_types_are_sniffed(data, mime):
+    assert core_analysis.image_mime_type(data) == mime
+
+
+def test_an_unknown_image_type_is_refused():
+    with pytest.raises(ValueError):
+        core_analysis.image_mime_type(b"GIF89a")
+
+
+def test_images_add_a_versioned_note_to_the_prompt():
+    transcript = make_transcript([(0.0, 2.0, "Привет всем.")])
+    plain = core_analysis.build_prompt(transcript, title="t", language="ru")
+    with_images = core_analysis.build_prompt(transcript, title="t", language="ru", images=2)
+    assert plain.version == "analysis_v1" and with_images.version == "analysis_v1+images_v1"
+    assert with_images.user.startswith("2 image(s) from the video are attached")
+    assert with_images.user.endswith(plain.user) and with_images.system == plain.system

@@ -24,6 +24,7 @@ https://ai.google.dev/api/generate-content and the errors the API really returns
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -68,10 +69,9 @@ class RecordedRequest:
     @property
     def images(self) -> list[tuple[str, bytes]]:
         """(MIME type, bytes) of every inline image part, in order."""
-        import base64
-
         return [
-            (p["inlineData"]["mimeType"], base64.b64decode(p["inlineData"]["data"]))
+            # The API accepts proto field names in either case; the SDK sends snake_case.
+            (p["inlineData"].get("mimeType") or p["inlineData"]["mime_type"], _b64(p["inlineData"]["data"]))
             for c in self.body.get("contents", [])
             for p in c.get("parts", [])
             if "inlineData" in p
@@ -89,6 +89,11 @@ class RecordedRequest:
     @property
     def generation_config(self) -> dict[str, Any]:
         return dict(self.body.get("generationConfig", {}))
+
+
+def _b64(data: str) -> bytes:
+    # The API takes standard or URL-safe base64, padded or not; google-genai sends URL-safe unpadded.
+    return base64.urlsafe_b64decode(data.replace("+", "-").replace("/", "_") + "=" * (-len(data) % 4))
 
 
 def transcript_lines(prompt: str) -> list[tuple[float, float, str]]:

@@ -1,0 +1,80 @@
+"""The analysis part of load_settings: provider choices, their settings and the errors for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.video_pipeline.config import AnalysisSettings, ConfigError, load_settings
+
+
+def test_defaults_keep_the_existing_behaviour():
+    analysis = load_settings({}).analysis
+    assert analysis == AnalysisSettings()
+    assert (analysis.analyzer, analysis.gemini_sdk, analysis.multimodal) == ("auto", "google-genai", False)
+    assert (analysis.max_chunk_tokens, analysis.prices) == (30_000, ())
+
+
+@pytest.mark.parametrize("name", ["auto", "gemini", "vertex", "offline", "GEMINI"])
+def test_analyzer_choices(name):
+    assert load_settings({"VIDEO_PIPELINE_ANALYZER": name}).analysis.analyzer == name.lower()
+
+
+def test_every_new_setting_is_read():
+    env = {
+        "VIDEO_PIPELINE_ANALYZER": "openai-compatible",
+        "VIDEO_PIPELINE_OPENAI_BASE_URL": "http://ollama:11434/v1",
+        "VIDEO_PIPELINE_OPENAI_MODEL": "qwen2.5:14b",
+        "VIDEO_PIPELINE_OPENAI_CONN_ID": "ollama",
+        "VIDEO_PIPELINE_VERTEX_PROJECT": "media-team",
+        "VIDEO_PIPELINE_VERTEX_LOCATION": "europe-west4",
+        "VIDEO_PIPELINE_GCP_CONN_ID": "gcp",
+        "VIDEO_PIPELINE_ANALYSIS_MULTIMODAL": "true",
+        "VIDEO_PIPELINE_GEMINI_MAX_CHUNK_TOKENS": "12000",
+        "VIDEO_PIPELINE_ANALYSIS_BACKOFF_BASE_SECONDS": "1.5",
+        "VIDEO_PIPELINE_ANALYSIS_BACKOFF_MAX_SECONDS": "30",
+        "VIDEO_PIPELINE_ANALYSIS_MAX_RETRY_WAIT_SECONDS": "90",
+        "VIDEO_PIPELINE_PRICES_JSON": '{"qwen2.5": [0, 0], "gemini-2.5-flash": [0.3, 2.5]}',
+        "VIDEO_PIPELINE_GEMINI_SDK": "google-genai",
+    }
+    analysis = load_settings(env).analysis
+    assert analysis.analyzer == "openai-compatible"
+    assert (analysis.openai_base_url, analysis.openai_model, analysis.openai_conn_id) == (
+        "http://ollama:11434/v1",
+        "qwen2.5:14b",
+        "ollama",
+    )
+    assert (analysis.vertex_project, analysis.vertex_location, analysis.gcp_conn_id) == (
+        "media-team",
+        "europe-west4",
+        "gcp",
+    )
+    assert analysis.multimodal is True and analysis.max_chunk_tokens == 12_000
+    assert (analysis.backoff_base_seconds, analysis.backoff_max_seconds, analysis.max_total_wait_seconds) == (
+        1.5,
+        30.0,
+        90.0,
+    )
+    assert analysis.prices == (("qwen2.5", 0.0, 0.0), ("gemini-2.5-flash", 0.3, 2.5))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"VIDEO_PIPELINE_ANALYZER": "claude"}, "VIDEO_PIPELINE_ANALYZER must be one of"),
+        ({"VIDEO_PIPELINE_ANALYZER": "openai-compatible"}, "needs VIDEO_PIPELINE_OPENAI_MODEL"),
+        ({"VIDEO_PIPELINE_GEMINI_SDK": "google-generativeai"}, "protobuf"),
+        ({"VIDEO_PIPELINE_PRICES_JSON": "[1, 2]"}, "JSON object"),
+        ({"VIDEO_PIPELINE_PRICES_JSON": "{oops"}, "JSON object"),
+        ({"VIDEO_PIPELINE_PRICES_JSON": '{"m": [1]}'}, "needs \\[input, output\\]"),
+        ({"VIDEO_PIPELINE_PRICES_JSON": '{"m": [-1, 2]}'}, "needs \\[input, output\\]"),
+        ({"VIDEO_PIPELINE_GEMINI_MAX_CHUNK_TOKENS": "10"}, "VIDEO_PIPELINE_GEMINI_MAX_CHUNK_TOKENS must be"),
+        ({"VIDEO_PIPELINE_ANALYSIS_MULTIMODAL": "maybe"}, "true or false"),
+        (
+            {"VIDEO_PIPELINE_ANALYSIS_BACKOFF_BASE_SECONDS": "10", "VIDEO_PIPELINE_ANALYSIS_BACKOFF_MAX_SECONDS": "5"},
+            "BACKOFF_MAX_SECONDS must be >=",
+        ),
+    ],
+)
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
