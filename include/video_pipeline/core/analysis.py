@@ -425,14 +425,14 @@ def chunk_transcript(transcript: Transcript, *, max_tokens: int, token_scale: fl
         raise ValueError("token_scale must be a positive number")
     groups: list[list[Segment]] = []
     current: list[Segment] = []
-    used = 0
+    used = 0.0
     for segment in transcript.segments:
         if not segment.text.strip():
             continue
         cost = (estimate_tokens(render_transcript([segment])) + 1) * token_scale  # + the newline
         if current and used + cost > max_tokens:
             groups.append(current)
-            current, used = [], 0
+            current, used = [], 0.0
         current.append(segment)
         used += cost
     if current:
