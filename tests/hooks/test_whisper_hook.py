@@ -82,12 +82,11 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def short_transcripts(clips) -> dict[str, Transcript]:
     """The short clip through each backend once, with default settings, shared by several tests."""
-    cache: dict[str, Transcript] = {}
 
     class Lazy(dict):  # type: ignore[type-arg]
         def __missing__(self, backend: str) -> Transcript:
-            cache[backend] = WhisperHook(settings=settings_for(backend)).transcribe(clips["short"])
-            return cache[backend]
+            self[backend] = WhisperHook(settings=settings_for(backend)).transcribe(clips["short"])
+            return self[backend]  # type: ignore[no-any-return]
 
     return Lazy()
 
