@@ -51,6 +51,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
             "model": getattr(getattr(analyzer, "hook", None), "model", None),
             "prompt_version": PROMPT_VERSION,
             "output_language": ctx.params.get("output_language") or ctx.settings.analysis.output_language,
+            "multimodal": ctx.settings.analysis.multimodal,
         }
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
