@@ -52,7 +52,7 @@ run: system-runtime $(VENV)/.runtime-installed
 	@$(PY) tools/run_pipeline.py
 
 test: system-runtime system-test $(VENV)/.dev-installed $(VENV)/.openai-whisper-installed
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile
 
 ## ---- more -----------------------------------------------------------------------------
 
