@@ -132,3 +132,27 @@ def test_core_never_imports_airflow_or_heavy_libraries():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+def test_deferrable_sensor_without_aiobotocore_is_a_clear_import_error(tmp_path):
+    """aiobotocore would downgrade the locked botocore, so it is opt-in; asking for it without it says why."""
+    import importlib.util
+
+    assert importlib.util.find_spec("aiobotocore") is None  # not installed by requirements.txt
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag;"
+        f"b = DagBag(dag_folder={str(ROOT / 'dags')!r});"
+        "print(list(b.import_errors.values())[0])"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")},
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "VIDEO_PIPELINE_STORAGE": "s3",
+        "VIDEO_PIPELINE_BUCKET": "team-videos",
+        "VIDEO_PIPELINE_SENSOR_DEFERRABLE": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "VIDEO_PIPELINE_SENSOR_DEFERRABLE=true needs the aiobotocore package" in result.stdout

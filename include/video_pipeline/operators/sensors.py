@@ -6,12 +6,13 @@ skips at once instead of waiting for the window to close.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from include.video_pipeline.config import load_settings
+from include.video_pipeline.config import ConfigError, load_settings
 from include.video_pipeline.core.states import is_upload_key
 
 
@@ -33,6 +34,15 @@ def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator
     settings = load_settings()
     if settings.storage == "local":
         return LocalPendingSensor(task_id=task_id, **kwargs)
+
+    if settings.sensor_deferrable and importlib.util.find_spec("aiobotocore") is None:
+        # The triggerer polls S3 with aiobotocore, which pins botocore to an older
+        # release than the one requirements.txt locks; it is not installed by default.
+        raise ConfigError(
+            "VIDEO_PIPELINE_SENSOR_DEFERRABLE=true needs the aiobotocore package on the triggerer and workers "
+            "(`uv pip install aiobotocore`; note it pins botocore to an older release). Reschedule mode, the "
+            "default, also frees the worker slot between pokes."
+        )
 
     from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 
