@@ -1,4 +1,4 @@
-"""Registers the video pipeline's upload and status API with the Airflow api-server.
+"""Registers the video pipeline's upload and status API and its "Outputs" task link with Airflow.
 
 The app itself lives in ``include/video_pipeline/api``; the api-server mounts it
 at ``/video-pipeline`` (docs at ``/video-pipeline/docs``).
@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from airflow.plugins_manager import AirflowPlugin
 
 from include.video_pipeline.api.app import create_app
+from include.video_pipeline.operators.links import VideoOutputsLink
 
 URL_PREFIX = "/video-pipeline"
 
@@ -20,3 +21,5 @@ class VideoPipelinePlugin(AirflowPlugin):
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": create_app(), "url_prefix": URL_PREFIX, "name": "Video pipeline uploads and status"}
     ]
+    # The "Outputs" button on every per-video task (registered so the UI can show it).
+    operator_extra_links: ClassVar[list[Any]] = [VideoOutputsLink()]

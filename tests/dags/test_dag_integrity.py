@@ -156,3 +156,16 @@ def test_deferrable_sensor_without_aiobotocore_is_a_clear_import_error(tmp_path)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "VIDEO_PIPELINE_SENSOR_DEFERRABLE=true needs the aiobotocore package" in result.stdout
+
+
+def test_per_video_tasks_have_docs_and_an_outputs_link(dag):
+    for task_id in ("video.transcode", "video.transcribe", "video.analyze", "video.publish"):
+        task = dag.get_task(task_id)
+        assert task.doc_md and len(task.doc_md) > 40, task_id
+        assert [link.name for link in task.operator_extra_links] == ["Outputs"], task_id
+
+
+def test_the_plugin_registers_the_outputs_link():
+    from plugins.video_pipeline_plugin import VideoPipelinePlugin
+
+    assert [link.name for link in VideoPipelinePlugin.operator_extra_links] == ["Outputs"]

@@ -84,7 +84,7 @@ class WebhookReceiver:
 
 
 def test_a_batch_of_real_world_uploads_ends_where_it_should(
-    run_pipeline, s3_bucket, s3_client, s3_endpoint, results_dsn, uploaded
+    run_pipeline, s3_bucket, s3_client, s3_endpoint, results_dsn, uploaded, postgres
 ):
     from include.video_pipeline.hooks.webhook import verify_signature
 
@@ -196,6 +196,22 @@ def test_a_batch_of_real_world_uploads_ends_where_it_should(
         )
         events.append(json.loads(body)["event"])
     assert sorted(events) == sorted(["video.completed"] * 4 + ["video.failed"] * 3 + ["run.finished"])
+
+    # Each video's tasks carry an "Outputs" link (kept in XCom for the UI): a presigned report URL.
+    import urllib.request
+
+    with psycopg2.connect(postgres.dsn("airflow")) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT value FROM xcom WHERE key = '_link_VideoOutputsLink' AND task_id = 'video.publish'"
+            " AND run_id = %s",
+            (run.run_id,),
+        )
+        links = [row[0] if isinstance(row[0], str) else json.loads(row[0]) for row in cur.fetchall()]
+    assert len(links) == 4  # the published videos; the rejected ones never reached publish
+    for link in links:
+        assert "/outputs/" in link and "report.html" in link and "Signature" in link
+        with urllib.request.urlopen(link, timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read()
 
     # The Cyrillic name survives in the summary make run prints.
     assert "Отчёт за май (итог).mp4" in run.output

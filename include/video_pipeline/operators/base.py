@@ -14,6 +14,7 @@ How a video's problems show in a run:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from include.video_pipeline.core.errors import FailureReport, InputRejected, Per
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
 from include.video_pipeline.lifecycle import ClaimedVideo, VideoLifecycle
+from include.video_pipeline.operators.links import VideoOutputsLink
 from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -64,9 +66,11 @@ class VideoStageOperator(BaseOperator):
     stage: str = "stage"
     template_fields: Sequence[str] = ("video",)
     ui_color = "#e8f1fb"
+    operator_extra_links = (VideoOutputsLink(),)
 
     def __init__(self, *, video: Any, **kwargs: Any):
         kwargs.setdefault("map_index_template", "{{ video_label }}")
+        kwargs.setdefault("doc_md", inspect.cleandoc(type(self).__doc__ or ""))  # shown on the task in the UI
         kwargs.setdefault("on_failure_callback", settle_after_failure)
         kwargs.setdefault("on_skipped_callback", settle_video)
         super().__init__(**kwargs)
