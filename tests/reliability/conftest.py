@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import ROOT, S3_TEST_ACCESS_KEY, S3_TEST_SECRET_KEY
+from tests.conftest import ROOT, S3_TEST_ACCESS_KEY, S3_TEST_SECRET_KEY, create_database
 from tests.e2e.conftest import airflow_home, results_dsn, whisper_tiny_env  # noqa: F401  (fixtures)
 from tests.fakes.s3_fault_proxy import S3FaultProxy
 
@@ -116,9 +116,7 @@ def aws_connection(endpoint: str, secret: str = S3_TEST_SECRET_KEY) -> str:
 
 @pytest.fixture
 def bucket(s3_client) -> str:
-    name = f"rel-{uuid.uuid4().hex[:10]}"
-    s3_client.create_bucket(Bucket=name)
-    return name
+    return new_bucket(s3_client)
 
 
 def keys(s3_client, bucket: str, prefix: str = "") -> list[str]:
@@ -199,40 +197,116 @@ class PipelineProcess:
         )
 
 
+class Launcher:
+    """Starts runs of the real DAG over one results DB; each run gets its own AIRFLOW_HOME under ``base``."""
+
+    def __init__(self, postgres, dsn: str, base: Path, whisper_env: dict[str, str]):  # type: ignore[no-untyped-def]
+        self.postgres = postgres
+        self.dsn = dsn
+        self.base = base
+        self.work_dir = base / "work"
+        self.whisper_env = whisper_env
+        self.count = 0
+
+    def env(self, overrides: dict[str, str]) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.whisper_env,
+            "VIDEO_PIPELINE_DATA_DIR": str(self.postgres.data_dir.parent),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:{self.postgres.port}/airflow",
+            "AIRFLOW_CONN_POSTGRES_DEFAULT": self.dsn,
+            "VIDEO_PIPELINE_WORK_DIR": str(self.work_dir),
+            "VIDEO_PIPELINE_STORAGE": "s3",
+            "VIDEO_PIPELINE_ANALYZER": "offline",
+            "VIDEO_PIPELINE_FFMPEG_THREADS": "1",
+            "VIDEO_PIPELINE_WHISPER_CPU_THREADS": "1",
+            **overrides,
+        }
+
+    def start(self, overrides: dict[str, str], *args: str) -> PipelineProcess:
+        # Each run has its own AIRFLOW_HOME (its log files) over the session's metadata DB.
+        self.count += 1
+        home = self.base / f"airflow-home-{self.count}"
+        return PipelineProcess(self.env({"AIRFLOW_HOME": str(home), **overrides}), home, args)
+
+    def run(self, overrides: dict[str, str], *args: str, timeout: float = 600) -> RunResult:
+        return self.start(overrides, *args).wait(timeout)
+
+
+def tiny_whisper_env() -> dict[str, str]:
+    from tests.fixtures.models import faster_whisper_tiny_en
+
+    return {"VIDEO_PIPELINE_WHISPER_MODEL": str(faster_whisper_tiny_en()), "HF_HUB_OFFLINE": "1"}
+
+
 @pytest.fixture
 def pipeline(postgres, airflow_home, results_dsn, whisper_tiny_env, tmp_path):  # noqa: F811
     """Start runs of the real DAG: ``pipeline.start(env)`` -> PipelineProcess; ``pipeline.run(env)`` waits."""
+    return Launcher(postgres, results_dsn, tmp_path, whisper_tiny_env)
 
-    class Launcher:
-        dsn = results_dsn
-        work_dir = tmp_path / "work"
-        count = 0
 
-        def env(self, overrides: dict[str, str]) -> dict[str, str]:
-            return {
-                **os.environ,
-                **whisper_tiny_env,
-                "VIDEO_PIPELINE_DATA_DIR": str(postgres.data_dir.parent),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/airflow",
-                "AIRFLOW_CONN_POSTGRES_DEFAULT": results_dsn,
-                "VIDEO_PIPELINE_WORK_DIR": str(self.work_dir),
-                "VIDEO_PIPELINE_STORAGE": "s3",
-                "VIDEO_PIPELINE_ANALYZER": "offline",
-                "VIDEO_PIPELINE_FFMPEG_THREADS": "1",
-                "VIDEO_PIPELINE_WHISPER_CPU_THREADS": "1",
-                **overrides,
-            }
+@pytest.fixture(scope="module")
+def module_launcher(postgres, airflow_home, tmp_path_factory):  # noqa: F811
+    """A Launcher with its own results DB for a module whose tests share the same runs."""
 
-        def start(self, overrides: dict[str, str], *args: str) -> PipelineProcess:
-            # Each run has its own AIRFLOW_HOME (its log files) over the session's metadata DB.
-            Launcher.count += 1
-            home = tmp_path / f"airflow-home-{Launcher.count}"
-            return PipelineProcess(self.env({"AIRFLOW_HOME": str(home), **overrides}), home, args)
+    def make(name: str, dsn: str | None = None) -> Launcher:
+        dsn = dsn or postgres.dsn(create_database(postgres, "rel"))
+        return Launcher(postgres, dsn, tmp_path_factory.mktemp(name), tiny_whisper_env())
 
-        def run(self, overrides: dict[str, str], *args: str, timeout: float = 600) -> RunResult:
-            return self.start(overrides, *args).wait(timeout)
+    return make
 
-    return Launcher()
+
+def clone_metadata_db(postgres) -> str:  # type: ignore[no-untyped-def]
+    """A copy of the session's migrated Airflow metadata DB, as a SQLAlchemy URL.
+
+    Two ``run_pipeline`` processes cannot share one metadata DB: ``dag.test(logical_date=None)``
+    first clears *every* task instance of the DAG, those of the other run included.
+    """
+    import psycopg2
+
+    name = f"airflow_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(postgres.dsn("postgres"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for attempt in range(50):  # the template must have no other session for a moment
+                try:
+                    cur.execute(f'CREATE DATABASE "{name}" TEMPLATE airflow')
+                    break
+                except psycopg2.errors.ObjectInUse:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.2)
+    finally:
+        conn.close()
+    return f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/{name}"
+
+
+def s3_client_for(endpoint: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_TEST_ACCESS_KEY,
+        aws_secret_access_key=S3_TEST_SECRET_KEY,
+        region_name="us-east-1",
+    )
+
+
+def new_bucket(client) -> str:  # type: ignore[no-untyped-def]
+    name = f"rel-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=name)
+    return name
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(what)
 
 
 # -- accounting: where every upload ended ---------------------------------------------------
@@ -273,6 +347,8 @@ def audit(s3_client, bucket: str, dsn: str, names: list[str]) -> Audit:
     outputs: dict[str, set[str]] = {}
     for key in keys(s3_client, bucket, "outputs/"):
         vid, _, name = key[len("outputs/") :].partition("/")
+        if vid == "_runs":  # run summaries, not a video's outputs
+            continue
         outputs.setdefault(vid, set()).add(name)
     half = [vid for vid, files in outputs.items() if "manifest.json" not in files]
     return Audit(where, lost, duplicated, half, rows)

@@ -1,16 +1,21 @@
-"""Whole DAG runs (tools/run_pipeline.py -> dag.test() in a child process) under real faults."""
+"""One whole DAG run (tools/run_pipeline.py -> dag.test() in a child process) under S3 and Gemini storms.
+
+The run happens once per module; each test reports its own row from it.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from tests.fakes.gemini_server import FakeGeminiServer, Reply
-from tests.fakes.s3_fault_proxy import FaultRule
+from tests.fakes.s3_fault_proxy import FaultRule, S3FaultProxy
 from tests.fixtures import clips
-from tests.reliability.conftest import audit, aws_connection, keys
+from tests.reliability.conftest import Audit, RunResult, audit, aws_connection, keys, new_bucket, s3_client_for
 
 S3_SECRET = "S3SECRET-reliability-7f3a9c0e"
 GEMINI_KEY = "AIzaRELIABILITY-GEMINI-5d2e81"
@@ -46,23 +51,44 @@ def _secrets_found(home: Path, s3_client, bucket: str, dsn: str, metadata_dsn: s
     return found
 
 
-def test_a_run_survives_s3_and_gemini_storms_and_leaks_no_secret(
-    pipeline, fault_proxy, bucket, s3_client, postgres, tmp_path, record
-):
+@dataclass
+class StormRun:
+    uploads: dict[str, tuple[Path, str]]
+    run: RunResult
+    injected: dict[str, int]
+    gemini_calls: int
+    result: Audit
+    leaks: list[str]
+    files_searched: int
+    objects_searched: int
+
+
+@pytest.fixture(scope="module")
+def storm(module_launcher, s3_endpoint, postgres, tmp_path_factory) -> Iterator[StormRun]:
+    """One whole run under random S3 faults and a Gemini 429/500/503 storm, with secrets in every connection."""
+    pipeline = module_launcher("storm")
+    s3_client = s3_client_for(s3_endpoint)
+    bucket = new_bucket(s3_client)
+    clips_dir = tmp_path_factory.mktemp("storm-clips")
     uploads = {
         "talk.mp4": (
-            clips.make_speech_video(tmp_path / "talk.mp4", "The budget meeting moved to Friday."),
+            clips.make_speech_video(
+                clips_dir / "talk.mp4", "The budget meeting moved to Friday.", width=160, height=120
+            ),
             "completed",
         ),
-        "screen.mp4": (clips.make_silent_video(tmp_path / "screen.mp4", duration=1.0), "completed"),
-        "page.mp4": (clips.make_non_video(tmp_path / "page.mp4"), "failed"),
+        "screen.mp4": (
+            clips.make_silent_video(clips_dir / "screen.mp4", duration=1.0, width=160, height=120),
+            "completed",
+        ),
+        "page.mp4": (clips.make_non_video(clips_dir / "page.mp4"), "failed"),
     }
     for name, (path, _) in uploads.items():
         _put(s3_client, bucket, f"pending/{name}", path)
-    for fault in ("500", "503", "slowdown", "drop", "drop_after"):
-        fault_proxy.add_rule(FaultRule(op="*", fault=fault, probability=0.05, count=3))
     dsn = _dsn_with_password(pipeline.dsn)
-    with FakeGeminiServer(api_key=GEMINI_KEY) as gemini:
+    with S3FaultProxy(s3_endpoint) as fault_proxy, FakeGeminiServer(api_key=GEMINI_KEY) as gemini:
+        for fault in ("500", "503", "slowdown", "drop", "drop_after"):
+            fault_proxy.add_rule(FaultRule(op="*", fault=fault, probability=0.05, count=3))
         gemini.enqueue(Reply.rate_limited(retry_after=1), Reply.server_error(500), Reply.server_error(503))
         run = pipeline.run(
             {
@@ -75,90 +101,60 @@ def test_a_run_survives_s3_and_gemini_storms_and_leaks_no_secret(
             }
         )
         gemini_calls = len(gemini.generate_requests)
-    injected = fault_proxy.faults_injected()
+        injected = fault_proxy.faults_injected()
     result = audit(s3_client, bucket, pipeline.dsn, list(uploads))
-    ends = {name: places for name, places in result.where.items()}
+    metadata = f"postgresql://postgres@127.0.0.1:{postgres.port}/airflow"
+    leaks = _secrets_found(run.home, s3_client, bucket, pipeline.dsn, metadata)
+    yield StormRun(
+        uploads,
+        run,
+        injected,
+        gemini_calls,
+        result,
+        leaks,
+        sum(1 for p in run.home.rglob("*") if p.is_file()),
+        len(keys(s3_client, bucket)),
+    )
+
+
+def test_a_run_survives_an_s3_storm(storm, record):
+    run, result = storm.run, storm.result
     record(
         area="S3",
-        case=f"a whole run with {sum(injected.values())} random S3 faults ({', '.join(sorted(injected))})",
+        case=f"a whole run with {sum(storm.injected.values())} random S3 faults ({', '.join(sorted(storm.injected))})",
         expected="run completes; every upload where it belongs",
-        observed=f"run {run.state}; {ends}",
-        videos=len(uploads),
+        observed=f"run {run.state}; {result.where}",
+        videos=len(storm.uploads),
         lost=len(result.lost),
         duplicated=len(result.duplicated),
     )
+    assert run.returncode == 0, run.output[-3000:] + run.log[-5000:]
+    assert sum(storm.injected.values()) > 0
+    assert result.where == {n: [where] for n, (_, where) in storm.uploads.items()}
+    assert not result.half_written_outputs and not result.duplicated
+
+
+def test_gemini_429_500_503_are_backed_off_then_analysed(storm, record):
+    talk = storm.result.where["talk.mp4"]
     record(
         area="Gemini",
         case="429 (Retry-After 1s), 500, 503 in a row",
         expected="backoff, then the analysis",
-        observed=f"{gemini_calls} generateContent calls; talk.mp4 in {ends['talk.mp4']}",
+        observed=f"{storm.gemini_calls} generateContent calls; talk.mp4 in {talk}",
         videos=1,
-        lost=int(not ends["talk.mp4"]),
+        lost=int(not talk),
+        duplicated=int(len(talk) > 1),
     )
-    assert run.returncode == 0, run.output[-3000:] + run.log[-5000:]
-    assert sum(injected.values()) > 0
-    assert {n: p for n, p in ends.items()} == {n: [where] for n, (_, where) in uploads.items()}
-    assert not result.half_written_outputs and not result.duplicated
-    assert gemini_calls >= 4
+    assert storm.gemini_calls >= 4 and talk == ["completed"]
 
-    metadata = f"postgresql://postgres@127.0.0.1:{postgres.port}/airflow"
-    leaks = _secrets_found(run.home, s3_client, bucket, pipeline.dsn, metadata)
+
+def test_no_secret_reaches_logs_objects_or_tables(storm, record):
     record(
         area="Secrets",
         case="S3 secret key, Gemini key, DB password in connections",
         expected="in no log, XCom, object, error report, manifest or DB row",
-        observed=f"searched {sum(1 for p in run.home.rglob('*') if p.is_file())} files of AIRFLOW_HOME, "
-        f"{len(keys(s3_client, bucket))} objects, every table of both DBs: {len(leaks)} leaks "
-        f"{leaks[:3]}",
+        observed=f"searched {storm.files_searched} files of AIRFLOW_HOME, {storm.objects_searched} objects, "
+        f"every table of both DBs: {len(storm.leaks)} leaks {storm.leaks[:3]}",
     )
-    assert leaks == []
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(what)
-
-
-def test_a_worker_killed_mid_transcode_is_swept_back_and_completes(
-    pipeline, s3_endpoint, bucket, s3_client, tmp_path, record
-):
-    path = clips.make_silent_video(tmp_path / "long.mp4", duration=8.0, width=640, height=480, fps=25)
-    _put(s3_client, bucket, "pending/long.mp4", path)
-    env = {
-        "VIDEO_PIPELINE_BUCKET": bucket,
-        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(s3_endpoint),
-        "VIDEO_PIPELINE_X264_PRESET": "veryslow",
-        "VIDEO_PIPELINE_PROCESSING_LEASE_SECONDS": "60",
-    }
-    first = pipeline.start(env)
-    _wait_for(lambda: any(pipeline.work_dir.glob("*/transcode-*")), 240, "transcode never started")
-    first.kill_dag_process()
-    killed = first.wait(60)
-    after_kill = audit(s3_client, bucket, pipeline.dsn, ["long.mp4"])
-    assert killed.returncode != 0 and after_kill.where["long.mp4"] == ["processing"]
-    assert not after_kill.half_written_outputs and keys(s3_client, bucket, "outputs/") == []
-
-    # The lease (60 s, the configured minimum) runs out: moved forward in the ledger rather than waited for.
-    with psycopg2.connect(pipeline.dsn) as conn, conn.cursor() as cur:
-        cur.execute("UPDATE videos SET lease_expires_at = now() - interval '1 second' WHERE state = 'processing'")
-    sweep = pipeline.run(env)
-    after_sweep = audit(s3_client, bucket, pipeline.dsn, ["long.mp4"])
-    final = pipeline.run({**env, "VIDEO_PIPELINE_X264_PRESET": "ultrafast"})
-    result = audit(s3_client, bucket, pipeline.dsn, ["long.mp4"])
-    record(
-        area="Worker",
-        case="DAG-run process SIGKILLed during transcode (ffmpeg running)",
-        expected="left in processing/ with no partial outputs; next run sweeps it after the lease; it completes",
-        observed=f"after kill: {after_kill.where['long.mp4']}; after sweep run ({sweep.state}): "
-        f"{after_sweep.where['long.mp4']}; after next run ({final.state}): {result.where['long.mp4']}",
-        videos=1,
-        lost=len(result.lost),
-        duplicated=len(result.duplicated),
-    )
-    assert sweep.returncode == 0 and after_sweep.where["long.mp4"] == ["pending"], sweep.log[-4000:]
-    assert final.returncode == 0 and result.where["long.mp4"] == ["completed"], final.log[-4000:]
-    assert not result.half_written_outputs and not result.duplicated
+    assert storm.files_searched > 0 and storm.objects_searched > 0
+    assert storm.leaks == []
