@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import select
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Any
 
@@ -23,6 +25,24 @@ _MIGRATION_LOCK_ID = 0x7669647069706531
 
 
 _UNIQUE_VIOLATION = "23505"
+
+# How long a task waits for the results DB to come back (a restart, a failover)
+# before failing its attempt; Airflow's retry (30 s and more later) comes after.
+_RECONNECT_SECONDS = 15.0
+
+
+def _hung_up(conn: Any) -> bool:
+    """True when the server has closed an idle connection (restart, failover, idle timeout).
+
+    An idle connection has nothing to read: a readable socket means the server
+    sent its "terminating connection" notice or closed it. Checked before each
+    use, so a task that held a connection across a restart reconnects instead
+    of failing its attempt.
+    """
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except Exception:
+        return True
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -58,16 +78,36 @@ class ResultsDbHook(PostgresHook):
     @contextmanager
     def cursor(self) -> Iterator[Any]:
         """A cursor in a transaction that commits on success and rolls back on error."""
-        if self._connection is None or self._connection.closed:
-            self._connection = self.get_conn()
-        conn = self._connection
+        conn = self._live_connection()
         try:
             with conn.cursor() as cur:
                 yield cur
             conn.commit()
         except BaseException:
-            conn.rollback()
+            with suppress(Exception):  # a lost connection cannot roll back; keep the original error
+                conn.rollback()
             raise
+
+    def _live_connection(self) -> Any:
+        conn = self._connection
+        if conn is not None and not conn.closed and not _hung_up(conn):
+            return conn
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
+        self._connection = None
+        deadline = time.monotonic() + _RECONNECT_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                self._connection = self.get_conn()
+                return self._connection
+            except Exception as exc:
+                if type(exc).__name__ != "OperationalError" or time.monotonic() + delay > deadline:
+                    raise
+                self.log.warning("Results DB unreachable (%s); reconnecting in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
         if self._connection is not None and not self._connection.closed:
