@@ -184,3 +184,87 @@ def test_a_large_upload_is_streamed_to_disk_not_memory(s3_endpoint, bucket, s3_c
     assert stats["size"] == size
     assert grown < size / 4
     Path(tmp_path / "work").exists()
+
+
+@pytest.fixture
+def lifecycle(s3_endpoint, bucket, results_db, monkeypatch, tmp_path) -> VideoLifecycle:
+    for name, value in {
+        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(s3_endpoint),
+        "VIDEO_PIPELINE_STORAGE": "s3",
+        "VIDEO_PIPELINE_BUCKET": bucket,
+        "VIDEO_PIPELINE_WORK_DIR": str(tmp_path / "work"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    return VideoLifecycle(settings, ObjectStoreHook(settings=settings).get_store(), results_db)
+
+
+def _pending(s3_client, bucket: str) -> dict[str, tuple[str, str]]:
+    paginator = s3_client.get_paginator("list_objects_v2")
+    return {
+        o["Key"]: (o["ETag"], o["LastModified"].isoformat())
+        for page in paginator.paginate(Bucket=bucket, Prefix="pending/")
+        for o in page.get("Contents", [])
+    }
+
+
+def test_a_claim_takes_its_batch_oldest_first_and_leaves_the_rest_untouched(
+    lifecycle, s3_client, bucket, results_db, record
+):
+    names = [f"upload-{n:03d}.mp4" for n in range(100)]
+    for n, name in enumerate(names):
+        s3_client.put_object(Bucket=bucket, Key=f"pending/{name}", Body=b"" if n % 3 else b"<html></html>")
+    before = _pending(s3_client, bucket)
+    first = [v.rel_key for v in lifecycle.claim_batch("run-1", limit=5)]
+    after_first = _pending(s3_client, bucket)
+    second = [v.rel_key for v in lifecycle.claim_batch("run-2", limit=5)]
+    untouched = [k for k, v in after_first.items() if before.get(k) == v]
+    with results_db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM videos")
+        (rows,) = cur.fetchone()
+    record(
+        area="Concurrency",
+        kind="input",
+        case="100 uploads at once; claim_batch(limit=5), then again for the next run",
+        expected="exactly 5 claimed (oldest first); 95 left in pending/ untouched; the next claim takes the next 5",
+        observed=f"first claim {len(first)} ({first[0]}..{first[-1]}), {len(after_first)} left, {len(untouched)} "
+        f"untouched; second claim {len(second)} ({second[0]}..{second[-1]}); {rows} ledger rows",
+        videos=100,
+        duplicated=len(set(first) & set(second)),
+        lost=100 - len(_pending(s3_client, bucket)) - len(keys(s3_client, bucket, "processing/")),
+    )
+    assert first == names[:5] and second == names[5:10]
+    assert len(after_first) == 95 and len(untouched) == 95 and rows == 10
+
+
+def test_a_key_over_the_length_limit_goes_to_failed_with_its_reason(lifecycle, s3_client, bucket, results_db, record):
+    from include.video_pipeline.core.states import MAX_RELATIVE_KEY_BYTES
+
+    over = "Ж" * ((1024 - len("pending/") - 4) // 2) + ".mp4"  # the longest key S3 takes in pending/
+    assert len(over.encode()) > MAX_RELATIVE_KEY_BYTES and len(f"pending/{over}".encode()) <= 1024
+    s3_client.put_object(Bucket=bucket, Key=f"pending/{over}", Body=b"anything")
+    s3_client.put_object(Bucket=bucket, Key="pending/fine.mp4", Body=b"x")
+    claimed = [v.rel_key for v in lifecycle.claim_batch("run-1")]
+    again = [v.rel_key for v in lifecycle.claim_batch("run-2")]
+    everywhere = keys(s3_client, bucket)
+    reports = [k for k in everywhere if k.endswith(".error.json")]
+    report = json.loads(s3_client.get_object(Bucket=bucket, Key=reports[0])["Body"].read()) if reports else {}
+    with results_db.cursor() as cur:
+        cur.execute("SELECT state, error->>'reason', claims FROM videos WHERE source_key = %s", (over,))
+        row = cur.fetchone()
+    record(
+        area="Input",
+        kind="input",
+        case=f"key of {len(over.encode())} bytes in pending/ (limit {MAX_RELATIVE_KEY_BYTES}; error report name "
+        "would not fit S3's 1024)",
+        expected="failed/ with reason invalid_key, a ledger row and an error report holding the full key; "
+        "never claimed again",
+        observed=f"claimed {claimed}; ledger {row}; in failed/: {f'failed/{over}' in everywhere}; report "
+        f"{len(reports[0].encode()) if reports else 0}-byte key, source_key intact: {report.get('source_key') == over}",
+        videos=2,
+        lost=int(f"failed/{over}" not in everywhere and f"pending/{over}" not in everywhere),
+    )
+    assert claimed == ["fine.mp4"] and again == []
+    assert row == ("failed", "invalid_key", 1)
+    assert f"failed/{over}" in everywhere and f"pending/{over}" not in everywhere
+    assert report["source_key"] == over and report["reason"] == "invalid_key"
