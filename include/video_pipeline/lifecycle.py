@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from include.video_pipeline.config import Settings
-from include.video_pipeline.core.errors import FailureReport
+from include.video_pipeline.core.errors import FailureReport, RejectReason
 from include.video_pipeline.core.states import (
+    MAX_RELATIVE_KEY_BYTES,
     InvalidKey,
     VideoState,
     error_report_key,
@@ -104,11 +105,15 @@ class VideoLifecycle:
         busy = self.db.active_source_keys()
         listed_at = self.db.now()  # before listing: see ResultsDbHook.claim
         candidates = []
+        too_long = []
         for obj in self.store.list(self.prefixes.pending):
             try:
                 rel = relative_key(obj.key, VideoState.PENDING, self.prefixes)
             except InvalidKey as exc:
-                if not obj.key.endswith("/"):
+                rel = obj.key[len(self.prefixes.pending) :]
+                if len(rel.encode("utf-8")) > MAX_RELATIVE_KEY_BYTES and rel not in busy:
+                    too_long.append((obj, rel, str(exc)))
+                elif not obj.key.endswith("/"):
                     log.warning("Ignoring %r in pending/: %s", obj.key, exc)
                 continue
             if rel not in busy:
@@ -152,8 +157,61 @@ class VideoLifecycle:
             claimed.append(
                 ClaimedVideo(video_id=vid, rel_key=rel, name=rel.rsplit("/", 1)[-1], size=obj.size, etag=obj.etag)
             )
+        for obj, rel, message in too_long:
+            self._refuse_key(run_id, obj, rel, message, listed_at)
         log.info("Claimed %d upload(s) for run %s", len(claimed), run_id)
         return claimed
+
+    def _refuse_key(self, run_id: str, obj: Any, rel: str, message: str, listed_at: Any) -> None:
+        """A key too long to pass through processing/ goes straight to failed/, with its reason.
+
+        Left in pending/ it would be listed and skipped by every run, forever,
+        with its reason only in a log line.
+        """
+        vid = video_id(self.store.location, rel, obj.etag)
+        if not self.db.claim(
+            video_id=vid,
+            bucket=self.store.location,
+            source_key=rel,
+            etag=obj.etag,
+            size_bytes=obj.size,
+            run_id=run_id,
+            lease_seconds=self.settings.processing_lease_seconds,
+            uploaded_at=obj.last_modified,
+            listed_at=listed_at,
+        ):
+            return
+        report = FailureReport(
+            stage="claim",
+            error_class="InvalidKey",
+            message=message,
+            attempt=1,
+            reason=RejectReason.INVALID_KEY.value,
+            retryable=False,
+            video_id=vid,
+            source_key=rel,
+        )
+        try:
+            self.db.set_outcome(vid, "failed", report)
+            # The report's own key must fit S3's 1024 bytes too: shorten the name
+            # (whole characters only); the report holds the full key.
+            report_key = error_report_key(rel, self.prefixes)
+            while len(report_key.encode("utf-8")) > 1024:
+                rel_part = report_key[len(self.prefixes.failed) : -len(".error.json")]
+                report_key = error_report_key(rel_part[:-1], self.prefixes)
+            self.store.put_bytes(
+                report_key,
+                json.dumps(report.to_dict(), ensure_ascii=False, indent=2).encode("utf-8"),
+                content_type="application/json",
+            )
+            source, destination = move_keys(rel, VideoState.PENDING, VideoState.FAILED, self.prefixes)
+            move_object(self.store, source, destination)
+            self.db.finish(vid, VideoState.FAILED.value)
+            log.warning("Refused %r: %s; moved to %s", rel[:80], message, self.prefixes.failed)
+        except Exception:
+            # Still in pending/ (a move deletes its source last): the next run tries again.
+            log.exception("Could not move the over-long key %r to failed/; releasing it", rel[:80])
+            self.db.release_claim(vid, run_id)
 
     def reclaim_finished(self, run_id: str, rows: list[dict[str, Any]]) -> list[ClaimedVideo]:
         """Claim finished videos again (backfill or a reprocess request) and move them to processing/.

@@ -23,9 +23,10 @@ class VideoState(enum.StrEnum):
 
 # Which moves are legal. ``processing -> pending`` returns a claim (quota
 # exhausted, stale lease); ``completed|failed -> processing`` reprocesses a
-# finished video (backfill, "reprocess failed", one video from the UI).
+# finished video (backfill, "reprocess failed", one video from the UI);
+# ``pending -> failed`` refuses a key too long to pass through processing/.
 ALLOWED_TRANSITIONS: dict[VideoState, frozenset[VideoState]] = {
-    VideoState.PENDING: frozenset({VideoState.PROCESSING}),
+    VideoState.PENDING: frozenset({VideoState.PROCESSING, VideoState.FAILED}),
     VideoState.PROCESSING: frozenset({VideoState.COMPLETED, VideoState.FAILED, VideoState.PENDING}),
     VideoState.COMPLETED: frozenset({VideoState.PENDING, VideoState.PROCESSING}),
     VideoState.FAILED: frozenset({VideoState.PENDING, VideoState.PROCESSING}),
