@@ -102,7 +102,7 @@ class VideoStageOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         video = ClaimedVideo.from_xcom(self.video)
-        context["video_label"] = video.name  # the grid shows the file name, not a map index
+        context["video_label"] = _label(video.name)  # the grid shows the file name, not a map index
         ti = context["ti"]
         ctx = StageContext(load_settings(), video, context["run_id"], ti.try_number, dict(context["params"]))
         row = ctx.db.get_video(video.video_id)
@@ -158,6 +158,15 @@ class VideoStageOperator(BaseOperator):
     def _report(self, exc: BaseException, ctx: StageContext) -> FailureReport:
         report = FailureReport.from_exception(exc, stage=self.stage, attempt=ctx.try_number)
         return FailureReport(**{**report.to_dict(), "video_id": ctx.video.video_id, "source_key": ctx.video.rel_key})
+
+
+# Airflow stores the rendered map index in a varchar(250): a longer file name would
+# make every task of the video fail after its work was done.
+MAX_LABEL_CHARS = 250
+
+
+def _label(name: str) -> str:
+    return name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + "…"
 
 
 # -- callbacks: move the upload as soon as its fate is known --------------------------
