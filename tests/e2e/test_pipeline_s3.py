@@ -202,8 +202,7 @@ def test_a_batch_of_real_world_uploads_ends_where_it_should(
 
     with psycopg2.connect(postgres.dsn("airflow")) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT value FROM xcom WHERE key = '_link_VideoOutputsLink' AND task_id = 'video.publish'"
-            " AND run_id = %s",
+            "SELECT value FROM xcom WHERE key = '_link_VideoOutputsLink' AND task_id = 'video.publish' AND run_id = %s",
             (run.run_id,),
         )
         links = [row[0] if isinstance(row[0], str) else json.loads(row[0]) for row in cur.fetchall()]

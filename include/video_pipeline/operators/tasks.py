@@ -92,4 +92,5 @@ def reconcile(context: Any) -> dict[str, Any]:
             f"{len(report.infrastructure_failures)} video(s) failed on infrastructure errors: "
             f"{names}; see failed/*.error.json"
         )
-    return report.to_dict()["counts"]
+    counts: dict[str, Any] = report.to_dict()["counts"]
+    return counts
