@@ -594,3 +594,253 @@ def test_a_decompression_bomb_is_refused_before_any_decoding():
     assert rejected.value.reason is RejectReason.TOO_LARGE
     assert "16000x16000" in rejected.value.message
     validate_media(info, max_bytes=10**9, max_duration_seconds=3600, max_video_pixels=16000 * 16000)
+
+
+# ----------------------------------------------------------------- HLS ladder
+
+
+@pytest.mark.parametrize(
+    ("short_side", "heights", "expected"),
+    [
+        (1080, (360, 720, 1080), (360, 720, 1080)),
+        (2160, (1080, 360, 720), (360, 720, 1080)),
+        (720, (360, 720, 1080), (360, 720)),
+        (480, (360, 720, 1080), (360,)),
+        (719, (360, 720, 1080), (360,)),
+        # Smaller than every rung: still one rung, the smallest (kept at the source's size).
+        (240, (360, 720, 1080), (360,)),
+        (1080, (720, 720, 480), (480, 720)),
+    ],
+)
+def test_hls_heights_never_upscale(short_side: int, heights: tuple[int, ...], expected: tuple[int, ...]):
+    assert media.hls_heights(short_side, heights) == expected
+
+
+def test_hls_heights_needs_a_rung():
+    with pytest.raises(ValueError, match="at least one"):
+        media.hls_heights(720, ())
+
+
+_ROTATED = {"side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]}
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        (video_stream(width=854, height=480), [("360p", 640, 360)]),
+        (video_stream(), [("360p", 640, 360), ("720p", 1280, 720)]),
+        (
+            video_stream(width=1920, height=1080),
+            [("360p", 640, 360), ("720p", 1280, 720), ("1080p", 1920, 1080)],
+        ),
+        # A portrait phone clip (landscape-coded, rotated): every rung is portrait,
+        # and "720p" bounds the short side, as max_height does for the mp4.
+        (
+            video_stream(width=1920, height=1080, **_ROTATED),
+            [("360p", 360, 640), ("720p", 720, 1280), ("1080p", 1080, 1920)],
+        ),
+        (video_stream(width=1080, height=1920), [("360p", 360, 640), ("720p", 720, 1280), ("1080p", 1080, 1920)]),
+        # Too small for the smallest rung: one rung at the source's own size, named for it.
+        (video_stream(width=320, height=240), [("240p", 320, 240)]),
+        (video_stream(width=319, height=239), [("238p", 318, 238)]),
+        # Anamorphic DV (720x480, SAR 8:9) is 640x480 on screen.
+        (video_stream(width=720, height=480, sample_aspect_ratio="8:9"), [("360p", 480, 360)]),
+    ],
+)
+def test_plan_hls_renditions(stream: dict[str, Any], expected: list[tuple[str, int, int]]):
+    plan = media.plan_hls(info_of(stream, audio_stream()))
+    assert plan is not None
+    assert [(r.name, r.width, r.height) for r in plan.renditions] == expected
+    # Bigger rungs get bigger bit-rate caps; the buffer holds two seconds at the cap.
+    caps = [r.maxrate for r in plan.renditions]
+    assert caps == sorted(caps) and len(set(caps)) == len(caps)
+    assert all(r.bufsize == 2 * r.maxrate for r in plan.renditions)
+
+
+def test_plan_hls_none_for_audio_only():
+    assert media.plan_hls(info_of(audio_stream(index=0), container="mp3")) is None
+
+
+def test_plan_hls_audio_is_encoded_once_as_stereo_aac():
+    eng = audio_stream(index=1, disposition={"default": 0}, tags={"language": "eng"})
+    surround = audio_stream(index=2, channels=6, sample_rate="96000")
+    plan = media.plan_hls(info_of(video_stream(), eng, surround, container="matroska,webm"))
+    assert plan is not None and plan.audio is not None
+    assert (plan.audio.stream_index, plan.audio.copy, plan.audio.channels, plan.audio.sample_rate) == (
+        2,
+        False,
+        2,
+        48000,
+    )
+    assert plan.audio_channels == 2 and plan.audio_playlist == "audio/index.m3u8"
+    mono = media.plan_hls(info_of(video_stream(), audio_stream(channels=1)))
+    assert mono is not None and mono.audio_channels == 1
+
+
+def _arg(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_hls_args_one_process_for_the_whole_ladder():
+    info = info_of(video_stream(width=1920, height=1080), audio_stream())
+    plan = media.plan_hls(info, crf=26, preset="faster", segment_seconds=4)
+    assert plan is not None
+    args = media.hls_args("/in/source.mp4", plan, threads=3)
+    assert args.count("-i") == 1 and _arg(args, "-i") == "/in/source.mp4"
+    graph = _arg(args, "-filter_complex")
+    # One decode, split three ways, each scaled to its rung.
+    assert graph.startswith("[0:0]split=3[s0][s1][s2];")
+    for i, size in enumerate(("640:360", "1280:720", "1920:1080")):
+        assert f"[s{i}]scale={size}:flags=bicubic,setsar=1,format=yuv420p[v{i}]" in graph
+    maps = [args[i + 1] for i, a in enumerate(args) if a == "-map"]
+    assert maps == ["[v0]", "[v1]", "[v2]", "0:1"]  # the audio once, shared by every rung
+    assert args.count("-c:v") == 1 and _arg(args, "-c:v") == "libx264"
+    assert (_arg(args, "-crf"), _arg(args, "-preset"), _arg(args, "-threads")) == ("26", "faster", "3")
+    assert _arg(args, "-force_key_frames") == "expr:gte(t,n_forced*4)"
+    assert _arg(args, "-hls_time") == "4"
+    assert [_arg(args, f"-maxrate:v:{i}") for i in range(3)] == [str(r.maxrate) for r in plan.renditions]
+    assert _arg(args, "-c:a") == "aac" and _arg(args, "-b:a") == "128k"
+    assert _arg(args, "-hls_segment_type") == "fmp4"
+    assert _arg(args, "-hls_playlist_type") == "vod"
+    assert _arg(args, "-var_stream_map") == (
+        "v:0,agroup:audio,name:360p v:1,agroup:audio,name:720p v:2,agroup:audio,name:1080p a:0,agroup:audio,name:audio"
+    )
+    assert _arg(args, "-hls_fmp4_init_filename") == "init_%v.mp4"
+    assert _arg(args, "-hls_segment_filename") == "%v/seg_%05d.m4s"
+    assert args[-1] == "%v/index.m3u8"
+    assert _arg(args, "-map_metadata") == "-1"
+    assert "copy" not in args
+
+
+def test_hls_args_silent_single_rung():
+    plan = media.plan_hls(info_of(video_stream(width=640, height=360)))
+    assert plan is not None and plan.audio is None and plan.audio_playlist is None
+    args = media.hls_args("in.mp4", plan)
+    assert _arg(args, "-var_stream_map") == "v:0,name:360p"
+    # With one variant stream ffmpeg does not expand %v in the init name.
+    assert _arg(args, "-hls_fmp4_init_filename") == "init_360p.mp4"
+    assert "-c:a" not in args and "-threads" not in args
+
+
+def test_hls_reuses_the_mp4_filters_before_the_split():
+    hdr = video_stream(
+        codec_name="hevc",
+        pix_fmt="yuv420p10le",
+        color_transfer="smpte2084",
+        field_order="tt",
+        r_frame_rate="120/1",
+        avg_frame_rate="120/1",
+    )
+    info = info_of(hdr)
+    mp4 = plan_transcode(info, max_height=720)
+    plan = media.plan_hls(info, heights=(360, 720))
+    assert mp4.video is not None and plan is not None
+    shared = [f for f in mp4.video.filters if not f.startswith(("scale=", "setsar", "format=yuv420p"))]
+    assert plan.source_filters == tuple(shared)
+    assert any(f.startswith("zscale") for f in shared) and "fps=60" in shared and shared[0].startswith("yadif")
+    graph = media.hls_filter_graph(plan)
+    head, _, tail = graph.partition("split=2")
+    assert head == "[0:0]" + ",".join(shared) + ","
+    assert "zscale" not in tail and "yadif" not in tail  # done once, not once per rung
+    assert plan.frame_rate == 60.0
+    no_tonemap = media.plan_hls(info, can_tonemap=False)
+    assert no_tonemap is not None and not any("zscale" in f for f in no_tonemap.source_filters)
+
+
+_PLAYLIST = """#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-TARGETDURATION:4
+#EXT-X-MEDIA-SEQUENCE:1
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MAP:URI="init_720p.mp4"
+#EXTINF:4.000000,
+seg_00001.m4s
+#EXTINF:4.000000,
+seg_00002.m4s
+#EXTINF:1.500000,
+seg_00003.m4s
+#EXT-X-ENDLIST
+"""
+
+
+def test_parse_media_playlist():
+    playlist = media.parse_media_playlist(_PLAYLIST)
+    assert playlist.target_duration == 4.0 and playlist.init == "init_720p.mp4" and playlist.ended
+    assert playlist.segments == (("seg_00001.m4s", 4.0), ("seg_00002.m4s", 4.0), ("seg_00003.m4s", 1.5))
+    assert playlist.duration == pytest.approx(9.5)
+    unfinished = media.parse_media_playlist(_PLAYLIST.replace("#EXT-X-ENDLIST\n", ""))
+    assert not unfinished.ended
+
+
+@pytest.mark.parametrize("text", ["", "<html>", "#EXTM3U\nseg_00001.m4s\n"])
+def test_parse_media_playlist_refuses(text: str):
+    with pytest.raises(ValueError):
+        media.parse_media_playlist(text)
+
+
+@pytest.mark.parametrize(
+    ("segments", "target", "expected"),
+    [
+        # Steady: 1 Mbit/s everywhere.
+        ([(4.0, 500_000)] * 3, 4.0, 1_000_000),
+        # A busy segment in the middle is the peak, not the average.
+        ([(4.0, 500_000), (4.0, 1_500_000), (4.0, 500_000)], 4.0, 3_000_000),
+        # A tiny last segment (0.1 s, one keyframe) is not a run of its own: it only
+        # counts together with its neighbour (4.1 s <= 1.5 x 4 s).
+        ([(4.0, 500_000), (0.1, 100_000)], 4.0, 1_170_732),
+        # Shorter than half a target duration altogether: the average.
+        ([(1.5, 150_000)], 4.0, 800_000),
+    ],
+)
+def test_peak_segment_bitrate(segments: list[tuple[float, int]], target: float, expected: int):
+    assert media.peak_segment_bitrate(segments, target) == expected
+
+
+def test_average_bitrate():
+    assert media.average_bitrate([(4.0, 500_000), (4.0, 1_500_000)]) == 2_000_000
+    assert media.average_bitrate([]) == 0
+
+
+def test_avc_codecs_attribute_reads_the_avcc_box():
+    # ... size, "avcC", version 1, profile High (0x64), constraints 0, level 3.1 (0x1f) ...
+    init = b"\x00\x00\x00\x20ftypisom" + b"\x00\x00\x00\x2aavcC\x01\x64\x00\x1f\xff\xe1" + b"\x00" * 8
+    assert media.avc_codecs_attribute(init) == "avc1.64001f"
+    baseline = init.replace(b"\x01\x64\x00\x1f", b"\x01\x42\xc0\x1e")
+    assert media.avc_codecs_attribute(baseline) == "avc1.42c01e"
+    assert media.avc_codecs_attribute(b"\x00\x00\x00\x20ftypisom hvcC...") is None
+
+
+def test_render_master_playlist():
+    variants = [
+        media.HlsVariant("720p/index.m3u8", 1280, 720, 3_000_000, 2_500_000, "avc1.64001f,mp4a.40.2", 30.0),
+        media.HlsVariant("360p/index.m3u8", 640, 360, 900_000, 700_000, "avc1.64001e,mp4a.40.2", 30.0),
+    ]
+    text = media.render_master_playlist(variants, audio_uri="audio/index.m3u8", audio_channels=2)
+    lines = text.splitlines()
+    assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    assert lines[3] == (
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="Audio",DEFAULT=YES,AUTOSELECT=YES,'
+        'CHANNELS="2",URI="audio/index.m3u8"'
+    )
+    # Lowest rung first.
+    assert lines[4] == (
+        "#EXT-X-STREAM-INF:BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,RESOLUTION=640x360,"
+        'CODECS="avc1.64001e,mp4a.40.2",FRAME-RATE=30.000,AUDIO="audio"'
+    )
+    assert lines[5] == "360p/index.m3u8" and lines[7] == "720p/index.m3u8"
+    assert text.endswith("\n")
+    silent = media.render_master_playlist(variants[:1])
+    assert "EXT-X-MEDIA" not in silent and "AUDIO=" not in silent
+
+
+def test_transcode_args_are_untouched_by_the_hls_refactor():
+    # The mp4's filters are built from the same helpers as the ladder's; the mp4 must not change.
+    plan = plan_transcode(info_of(video_stream(width=1920, height=1080, field_order="tt")))
+    assert plan.video is not None
+    assert plan.video.filters == (
+        "yadif=mode=send_frame:deint=interlaced",
+        "scale=1280:720:flags=bicubic",
+        "setsar=1",
+        "format=yuv420p",
+    )
