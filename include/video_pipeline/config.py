@@ -103,6 +103,10 @@ class TranscodeSettings:
     max_upload_bytes: int = 10 * 1024**3
     max_duration_seconds: int = 4 * 3600
     max_video_pixels: int = 8192 * 8192  # width x height of one frame; refuses decompression bombs
+    # An HLS rendition ladder next to video.mp4 (outputs/<id>/hls/master.m3u8); off by default.
+    hls: bool = False
+    hls_renditions: tuple[int, ...] = (360, 720, 1080)  # short-side heights; never above the source's
+    hls_segment_seconds: int = 4
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,19 @@ def _analysis(env: Mapping[str, str]) -> AnalysisSettings:
     )
 
 
+def _heights(name: str, raw: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    """``360,720,1080`` -> (360, 720, 1080): sorted, without repeats, each 144..4320."""
+    if raw is None:
+        return default
+    heights = set()
+    for part in raw.replace(" ", "").split(","):
+        height = part.lower().removesuffix("p")
+        if not height.isdigit() or not 144 <= int(height) <= 4320:
+            raise ConfigError(f"{name} must list heights between 144 and 4320 like 360,720,1080; got {raw!r}")
+        heights.add(int(height))
+    return tuple(sorted(heights))
+
+
 def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
     value = _get(env, name, default=default) or default
     return value if value.endswith("/") else value + "/"
@@ -284,6 +301,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_upload_bytes=_int(env, "VIDEO_PIPELINE_MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=1),
         max_duration_seconds=_int(env, "VIDEO_PIPELINE_MAX_DURATION_SECONDS", 4 * 3600, minimum=1),
         max_video_pixels=_int(env, "VIDEO_PIPELINE_MAX_VIDEO_PIXELS", 8192 * 8192, minimum=16 * 16),
+        hls=_bool(env, "VIDEO_PIPELINE_HLS", False),
+        # Read with _get (not inside _heights) so the .env.example coverage scan sees the name.
+        hls_renditions=_heights(
+            "VIDEO_PIPELINE_HLS_RENDITIONS",
+            _get(env, "VIDEO_PIPELINE_HLS_RENDITIONS"),
+            TranscodeSettings.hls_renditions,
+        ),
+        hls_segment_seconds=_int(env, "VIDEO_PIPELINE_HLS_SEGMENT_SECONDS", 4, minimum=1, maximum=30),
     )
     whisper = WhisperSettings(
         backend=_choice(  # type: ignore[arg-type]
