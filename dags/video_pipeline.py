@@ -60,8 +60,8 @@ SENSOR_WINDOW = timedelta(minutes=55)
 
 default_args = {
     "owner": "video-pipeline",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
+    "retries": SETTINGS.task_retries,
+    "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }

@@ -170,6 +170,8 @@ class Settings:
     sensor_poke_seconds: int = 60
     sensor_deferrable: bool = False
     processing_lease_seconds: int = 6 * 3600
+    task_retries: int = 2  # per stage task, for infrastructure errors; bad input is never retried
+    retry_delay_seconds: int = 30  # the first retry's delay; it doubles on each later retry
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     whisper: WhisperSettings = field(default_factory=WhisperSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
@@ -341,6 +343,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sensor_poke_seconds=_int(env, "VIDEO_PIPELINE_SENSOR_POKE_SECONDS", 60, minimum=1),
         sensor_deferrable=_bool(env, "VIDEO_PIPELINE_SENSOR_DEFERRABLE", False),
         processing_lease_seconds=_int(env, "VIDEO_PIPELINE_PROCESSING_LEASE_SECONDS", 6 * 3600, minimum=5),
+        task_retries=_int(env, "VIDEO_PIPELINE_TASK_RETRIES", 2, minimum=0, maximum=10),
+        retry_delay_seconds=_int(env, "VIDEO_PIPELINE_RETRY_DELAY_SECONDS", 30, minimum=1),
         transcode=transcode,
         whisper=whisper,
         analysis=analysis,
