@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from include.video_pipeline.config import TranscodeSettings
+from include.video_pipeline.config import ConfigError, TranscodeSettings, load_settings
 from include.video_pipeline.core.errors import InputRejected, RejectReason, StageTimeout
 from include.video_pipeline.core.media import MediaInfo
 from include.video_pipeline.hooks.ffmpeg import FfmpegHook, TranscodeResult
+from include.video_pipeline.hooks.object_store import ObjectStoreHook
+from include.video_pipeline.staging import output_key, stage_files, staging_key
 from tests.fixtures import clips
 
 SETTINGS = TranscodeSettings(preset="ultrafast")
@@ -332,3 +336,231 @@ def test_imageio_ffmpeg_binary_end_to_end(clip_dir: Path, tmp_path: Path):
     video = assert_web_outputs(result, info)
     assert (video["width"], video["height"]) == (180, 320)
     assert hook.extract_audio(source, tmp_path / "a.wav", info) is not None
+
+
+# ------------------------------------------------------------------------ HLS ladder
+
+# One-second segments so a 3 s clip has several: alignment and keyframes are then checkable.
+HLS_SETTINGS = dataclasses.replace(SETTINGS, hls=True, hls_segment_seconds=1)
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+
+
+def hls_attributes(line: str) -> dict[str, str]:
+    """``#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="a,b"`` -> {"BANDWIDTH": "1", "CODECS": "a,b"}."""
+    return {k: v.strip('"') for k, v in _ATTRIBUTE.findall(line.partition(":")[2])}
+
+
+def read_master(path: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(variants with their URI under "uri", EXT-X-MEDIA renditions) of a master playlist."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#EXTM3U"
+    variants = [
+        {**hls_attributes(line), "uri": lines[i + 1]}
+        for i, line in enumerate(lines)
+        if line.startswith("#EXT-X-STREAM-INF:")
+    ]
+    renditions = [hls_attributes(line) for line in lines if line.startswith("#EXT-X-MEDIA:")]
+    return variants, renditions
+
+
+def read_segments(playlist: Path) -> tuple[Path, list[tuple[Path, float]]]:
+    """The init segment and the (segment, seconds) list of a media playlist, checked to exist."""
+    text = playlist.read_text(encoding="utf-8")
+    assert text.startswith("#EXTM3U\n") and "#EXT-X-ENDLIST" in text
+    init = playlist.parent / re.search(r'#EXT-X-MAP:URI="([^"]+)"', text).group(1)  # type: ignore[union-attr]
+    durations = [float(d) for d in re.findall(r"#EXTINF:([\d.]+),", text)]
+    names = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(names) == len(durations) > 0
+    segments = [(playlist.parent / n, d) for n, d in zip(names, durations, strict=True)]
+    for path in (init, *(p for p, _ in segments)):
+        assert path.is_file() and path.stat().st_size > 0, path
+    return init, segments
+
+
+def probe_segment(init: Path, segment: Path, tmp: Path) -> dict:  # type: ignore[type-arg]
+    """ffprobe of init + one fMP4 segment (what a player appends): streams and the first video frame."""
+    joined = tmp / f"{segment.parent.name}-{segment.name}.mp4"
+    joined.write_bytes(init.read_bytes() + segment.read_bytes())
+    data = clips.probe_json(joined)
+    frames = subprocess.run(
+        [
+            *(clips.FFPROBE, "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#1"),
+            *("-show_entries", "frame=key_frame,pict_type", "-of", "json", str(joined)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    data["frames"] = json.loads(frames).get("frames", [])
+    return data
+
+
+@pytest.fixture(scope="module")
+def ladder(clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[MediaInfo, TranscodeResult, Path]:
+    """A 3 s 720p clip with sound, transcoded once with HLS on (default rungs 360/720/1080)."""
+    source = clips.make_video(clip_dir / "hls-720p.mp4", width=1280, height=720, fps=10, duration=3.0)
+    out = tmp_path_factory.mktemp("hls-720p")
+    info, result = run_all(FfmpegHook(settings=HLS_SETTINGS), source, out)
+    return info, result, out
+
+
+def test_hls_ladder_of_a_720p_source(ladder, tmp_path: Path):
+    info, result, out = ladder
+    assert_web_outputs(result, info)  # the mp4, poster and thumbnails are made as before
+    assert result.hls is not None and result.hls.renditions == ("360p", "720p")
+    hls = out / "hls"
+    assert result.hls.master_path == hls / "master.m3u8"
+    # No 1080p: never upscale.
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "720p", "audio", "master.m3u8"]
+    assert set(result.hls_paths) == {p for p in hls.rglob("*") if p.is_file()}
+    assert set(result.paths) == {
+        *result.hls_paths,
+        *(out / n for n in ("video.mp4", "poster.jpg", "thumbnails.jpg", "thumbnails.vtt")),
+    }
+    assert sorted(p.name for p in out.iterdir()) == [
+        "hls",
+        "poster.jpg",
+        "thumbnails.jpg",
+        "thumbnails.vtt",
+        "video.mp4",
+    ]
+
+    variants, renditions = read_master(result.hls.master_path)
+    assert [(v["uri"], v["RESOLUTION"]) for v in variants] == [
+        ("360p/index.m3u8", "640x360"),
+        ("720p/index.m3u8", "1280x720"),
+    ]
+    for variant in variants:
+        assert int(variant["BANDWIDTH"]) >= int(variant["AVERAGE-BANDWIDTH"]) > 128_000  # video + 128k audio
+        assert re.fullmatch(r"avc1\.[0-9a-f]{6},mp4a\.40\.2", variant["CODECS"]), variant
+        assert variant["AUDIO"] == "audio"
+    assert int(variants[1]["BANDWIDTH"]) > int(variants[0]["BANDWIDTH"])
+    (audio,) = renditions
+    assert (audio["TYPE"], audio["GROUP-ID"], audio["URI"], audio["DEFAULT"]) == (
+        "AUDIO",
+        "audio",
+        "audio/index.m3u8",
+        "YES",
+    )
+
+    grids = []
+    for variant in variants:
+        init, segments = read_segments(hls / variant["uri"])
+        assert abs(sum(d for _, d in segments) - info.duration) <= 0.2
+        assert len(segments) >= 3
+        grids.append([round(d, 3) for _, d in segments])
+        width, height = map(int, variant["RESOLUTION"].split("x"))
+        for segment, _ in segments:
+            data = probe_segment(init, segment, tmp_path)
+            (video,) = [s for s in data["streams"] if s["codec_type"] == "video"]
+            assert (video["codec_name"], video["width"], video["height"]) == ("h264", width, height)
+            # Every segment opens on a keyframe: a player can start or switch rungs there.
+            assert data["frames"][0]["key_frame"] == 1 and data["frames"][0]["pict_type"] == "I", segment
+            assert not [s for s in data["streams"] if s["codec_type"] == "audio"]  # audio is its own group
+    assert grids[0] == grids[1]  # cut at the same times in every rung
+
+    init, segments = read_segments(hls / "audio" / "index.m3u8")
+    assert abs(sum(d for _, d in segments) - info.duration) <= 0.2
+    (track,) = probe_segment(init, segments[0][0], tmp_path)["streams"]
+    assert (track["codec_type"], track["codec_name"], track["profile"]) == ("audio", "aac", "LC")
+    assert leftovers(out) == []
+
+
+def test_hls_of_a_portrait_phone_clip_stays_portrait(clip_dir: Path, tmp_path: Path):
+    source = clips.make_rotated_video(clip_dir / "hls-phone.mp4", rotation=90, width=320, height=180)
+    info, result = run_all(FfmpegHook(settings=HLS_SETTINGS), source, tmp_path)
+    assert result.hls is not None
+    # Smaller than the smallest rung: one rung, at the source's own (portrait) size, never upscaled.
+    assert result.hls.renditions == ("180p",)
+    variants, _ = read_master(result.hls.master_path)
+    assert [v["RESOLUTION"] for v in variants] == ["180x320"]
+    init, segments = read_segments(tmp_path / "hls" / "180p" / "index.m3u8")
+    assert abs(sum(d for _, d in segments) - info.duration) <= 0.2
+    (video,) = [s for s in probe_segment(init, segments[0][0], tmp_path)["streams"] if s["codec_type"] == "video"]
+    assert (video["width"], video["height"]) == (180, 320)
+    assert not any("rotation" in sd for sd in video.get("side_data_list", []))
+
+
+def test_hls_of_a_silent_video_has_no_audio_group(clip_dir: Path, tmp_path: Path):
+    source = clips.make_silent_video(clip_dir / "hls-silent.mp4", width=320, height=240)
+    info, result = run_all(FfmpegHook(settings=HLS_SETTINGS), source, tmp_path)
+    assert result.hls is not None and not result.hls.has_audio
+    variants, renditions = read_master(result.hls.master_path)
+    assert renditions == [] and [v["RESOLUTION"] for v in variants] == ["320x240"]
+    assert re.fullmatch(r"avc1\.[0-9a-f]{6}", variants[0]["CODECS"]) and "AUDIO" not in variants[0]
+    init, segments = read_segments(tmp_path / "hls" / "240p" / "index.m3u8")
+    assert init.name == "init_240p.mp4"
+    assert abs(sum(d for _, d in segments) - info.duration) <= 0.2
+
+
+def test_hls_skips_audio_only_uploads(clip_dir: Path, tmp_path: Path):
+    source = clips.make_tone_audio(clip_dir / "hls-tone.m4a")
+    info, result = run_all(FfmpegHook(settings=HLS_SETTINGS), source, tmp_path / "out")
+    assert info.audio_only and result.hls is None and result.paths == ()
+    assert not (tmp_path / "out" / "hls").exists()
+
+
+def test_hls_off_changes_nothing(clip_dir: Path, tmp_path: Path):
+    assert TranscodeSettings().hls is False and load_settings({}).transcode.hls is False
+    source = clips.make_video(clip_dir / "hls-off.mp4", width=640, height=360, duration=1.0)
+    _, result = run_all(FfmpegHook(settings=SETTINGS), source, tmp_path)
+    assert result.hls is None and result.hls_paths == ()
+    assert sorted(p.name for p in result.paths) == ["poster.jpg", "thumbnails.jpg", "thumbnails.vtt", "video.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["poster.jpg", "thumbnails.jpg", "thumbnails.vtt", "video.mp4"]
+
+
+def test_hls_settings_from_the_environment():
+    settings = load_settings(
+        {
+            "VIDEO_PIPELINE_HLS": "true",
+            "VIDEO_PIPELINE_HLS_RENDITIONS": "720p, 360,720",
+            "VIDEO_PIPELINE_HLS_SEGMENT_SECONDS": "6",
+        }
+    ).transcode
+    assert (settings.hls, settings.hls_renditions, settings.hls_segment_seconds) == (True, (360, 720), 6)
+    assert load_settings({}).transcode.hls_renditions == (360, 720, 1080)
+    for bad in ("abc", "100", "360,,720", "5000"):
+        with pytest.raises(ConfigError, match="VIDEO_PIPELINE_HLS_RENDITIONS"):
+            load_settings({"VIDEO_PIPELINE_HLS_RENDITIONS": bad})
+
+
+def test_hls_failure_leaves_nothing_and_a_retry_replaces_the_old_ladder(clip_dir: Path, tmp_path: Path):
+    source = clips.make_video(clip_dir / "hls-retry.mp4", width=640, height=360, duration=2.0)
+    info = FfmpegHook(settings=SETTINGS).probe(source)
+    impatient = FfmpegHook(settings=dataclasses.replace(HLS_SETTINGS, timeout_factor=0.001, timeout_floor_seconds=0))
+    with pytest.raises(StageTimeout, match="HLS ladder"):
+        impatient.make_hls(source, tmp_path, info)
+    assert list(tmp_path.iterdir()) == []
+    # A previous attempt's ladder (other rungs, a stray file) is replaced whole, not merged into.
+    (tmp_path / "hls" / "1080p").mkdir(parents=True)
+    (tmp_path / "hls" / "1080p" / "seg_00009.m4s").write_bytes(b"stale")
+    hls = FfmpegHook(settings=HLS_SETTINGS).make_hls(source, tmp_path, info)
+    assert hls is not None and hls.renditions == ("360p",)
+    assert sorted(p.name for p in (tmp_path / "hls").iterdir()) == ["360p", "audio", "master.m3u8"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hls"]
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_hls_files_are_staged_and_published_under_their_relative_names(ladder, request, tmp_path: Path, kind: str):
+    _, result, out = ladder
+    if kind == "local":
+        settings = load_settings({"VIDEO_PIPELINE_LOCAL_ROOT": str(tmp_path / "root")})
+    else:
+        bucket = request.getfixturevalue("s3_bucket")
+        settings = load_settings({"VIDEO_PIPELINE_STORAGE": "s3", "VIDEO_PIPELINE_BUCKET": bucket})
+    store = ObjectStoreHook(settings=settings).get_store()
+    staged = stage_files(store, settings, "vid1", sorted(result.paths), base=out)
+    names = {f.name: f for f in staged}
+    expected = {p.relative_to(out).as_posix() for p in result.paths}
+    assert set(names) == expected and "hls/720p/seg_00001.m4s" in names and "video.mp4" in names
+    assert names["hls/master.m3u8"].content_type == "application/vnd.apple.mpegurl"
+    # What publish does with every staged name: copy staging/<id>/<name> to outputs/<id>/<name>.
+    for name in names:
+        store.copy(staging_key(settings, "vid1", name), output_key(settings, "vid1", name))
+    published = {o.key.removeprefix(output_key(settings, "vid1")) for o in store.list(output_key(settings, "vid1"))}
+    assert published == expected
+    master = store.get_bytes(output_key(settings, "vid1", "hls/master.m3u8"))
+    assert master == result.hls.master_path.read_bytes()  # type: ignore[union-attr]
+    # Without base, names stay file names, as before.
+    (plain,) = stage_files(store, settings, "vid2", [out / "hls" / "720p" / "index.m3u8"])
+    assert plain.name == "index.m3u8"

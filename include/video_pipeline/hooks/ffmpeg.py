@@ -1,4 +1,5 @@
-"""Run ffmpeg and ffprobe: probe uploads, make the web rendition, extract audio for Whisper.
+"""Run ffmpeg and ffprobe: probe uploads, make the web rendition (and optionally an HLS ladder),
+extract audio for Whisper.
 
 Every decision (copy or re-encode, sizes, filters, which audio track) is made in
 :mod:`include.video_pipeline.core.media`; this hook only runs the commands it
@@ -38,23 +39,36 @@ from airflow.sdk import BaseHook
 from include.video_pipeline.config import TranscodeSettings
 from include.video_pipeline.core.errors import InputRejected, RejectReason, StageTimeout
 from include.video_pipeline.core.media import (
+    HLS_AUDIO_CODECS,
+    HLS_DIR,
+    HLS_MASTER_NAME,
     WHISPER_SAMPLE_RATE,
+    HlsPlan,
+    HlsVariant,
     MediaInfo,
+    MediaPlaylist,
     PosterPlan,
     audio_extract_args,
+    avc_codecs_attribute,
+    average_bitrate,
     check_complete_output,
     check_size,
     classify_ffmpeg_failure,
     classify_probe_failure,
     expected_output_duration,
+    hls_args,
     parse_ffmpeg_banner,
+    parse_media_playlist,
     parse_probe,
+    peak_segment_bitrate,
+    plan_hls,
     plan_poster,
     plan_thumbnails,
     plan_transcode,
     poster_args,
     progress_percent,
     progress_seconds,
+    render_master_playlist,
     render_thumbnails_vtt,
     stage_timeout,
     thumbnail_sheet_args,
@@ -89,6 +103,27 @@ class FfmpegError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class HlsResult:
+    """The HLS ladder :meth:`FfmpegHook.make_hls` wrote into ``<out_dir>/hls/``.
+
+    :param paths: every file of the ladder, the master playlist included.
+    :param variants: what the master playlist lists, lowest rung first.
+    """
+
+    master_path: Path
+    paths: tuple[Path, ...]
+    variants: tuple[HlsVariant, ...]
+    segment_seconds: int
+    has_audio: bool
+    elapsed_seconds: float
+
+    @property
+    def renditions(self) -> tuple[str, ...]:
+        """Rung names (``"360p"``, ``"720p"``), which are also their folders."""
+        return tuple(v.uri.split("/", 1)[0] for v in self.variants)
+
+
+@dataclass(frozen=True)
 class TranscodeResult:
     """What :meth:`FfmpegHook.transcode` wrote into ``out_dir``.
 
@@ -98,6 +133,7 @@ class TranscodeResult:
     :param width: display width of ``video.mp4`` (after rotation and scaling).
     :param remuxed: every stream was copied, nothing re-encoded.
     :param reasons: why streams were re-encoded, for logs and reports.
+    :param hls: the HLS ladder, when enabled (``VIDEO_PIPELINE_HLS``) and the upload has video.
     """
 
     video_path: Path | None
@@ -110,16 +146,21 @@ class TranscodeResult:
     remuxed: bool
     elapsed_seconds: float
     reasons: tuple[str, ...] = ()
+    hls: HlsResult | None = None
 
     @property
     def has_video(self) -> bool:
         return self.video_path is not None
 
     @property
+    def hls_paths(self) -> tuple[Path, ...]:
+        return self.hls.paths if self.hls is not None else ()
+
+    @property
     def paths(self) -> tuple[Path, ...]:
-        """Every file written, for uploading."""
+        """Every file written, for uploading (HLS files are under ``out_dir/hls/``)."""
         candidates = (self.video_path, self.poster_path, self.thumbnails_path, self.thumbnails_vtt_path)
-        return tuple(p for p in candidates if p is not None)
+        return tuple(p for p in candidates if p is not None) + self.hls_paths
 
 
 @dataclass(frozen=True)
@@ -152,6 +193,23 @@ def _temp_name(final: Path) -> Path:
     # Same folder as the final file so the rename is atomic; a leading dot and
     # a .part suffix keep half-written files out of any "*.mp4" listing.
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Put the folder ``new`` at ``final``, replacing what a previous attempt left there.
+
+    A folder cannot be renamed over a non-empty one, so the old one is moved
+    aside first and deleted after: ``final`` is never half old, half new.
+    """
+    old = None
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.old")
+        final.rename(old)
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    new.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _remove(paths: Sequence[Path]) -> None:
@@ -307,11 +365,12 @@ class FfmpegHook(BaseHook):
     def transcode(
         self, source: str | os.PathLike[str], out_dir: str | os.PathLike[str], info: MediaInfo
     ) -> TranscodeResult:
-        """Write ``video.mp4``, ``poster.jpg``, ``thumbnails.jpg`` and ``thumbnails.vtt`` into ``out_dir``.
+        """Write ``video.mp4``, ``poster.jpg``, ``thumbnails.jpg`` and ``thumbnails.vtt`` into ``out_dir``,
+        and the HLS ladder into ``out_dir/hls/`` when ``settings.hls`` is on (see :meth:`make_hls`).
 
-        All four appear together or not at all: they are written under
-        temporary names and renamed at the end, and removed on any failure.
-        Audio-only uploads produce nothing here.
+        All appear together or not at all: they are written under temporary
+        names and renamed at the end, and removed on any failure. Audio-only
+        uploads produce nothing here.
 
         :param info: the result of :meth:`probe` for ``source``.
         :raises InputRejected: the source turned out to be corrupt while decoding.
@@ -340,6 +399,7 @@ class FfmpegHook(BaseHook):
         finals = [out_dir / n for n in (VIDEO_NAME, POSTER_NAME, THUMBNAILS_NAME, THUMBNAILS_VTT_NAME)]
         temps = [_temp_name(p) for p in finals]
         tmp_video, tmp_poster, tmp_sheet, tmp_vtt = temps
+        hls: HlsResult | None = None
         try:
             timeout = stage_timeout(
                 info.duration, factor=settings.timeout_factor, floor_seconds=settings.timeout_floor_seconds
@@ -364,10 +424,14 @@ class FfmpegHook(BaseHook):
                 timeout=float(settings.timeout_floor_seconds),
             )
             tmp_vtt.write_text(render_thumbnails_vtt(sheet, THUMBNAILS_NAME), encoding="utf-8")
+            if settings.hls:
+                hls = self.make_hls(source, out_dir, info)
             for tmp, final in zip(temps, finals, strict=True):
                 tmp.replace(final)
         except BaseException:
             _remove(temps)
+            if hls is not None:
+                shutil.rmtree(hls.master_path.parent, ignore_errors=True)
             raise
         elapsed = time.monotonic() - started
         self.log.info(
@@ -391,6 +455,7 @@ class FfmpegHook(BaseHook):
             remuxed=plan.remux,
             elapsed_seconds=elapsed,
             reasons=plan.reasons,
+            hls=hls,
         )
 
     def _make_poster(self, video: Path, dest: Path, out: MediaInfo) -> None:
@@ -406,6 +471,135 @@ class FfmpegHook(BaseHook):
             )
         if not dest.exists() or dest.stat().st_size == 0:
             raise FfmpegError(f"ffmpeg wrote no poster for {video.name}")
+
+    # ----------------------------------------------------------------------- HLS
+
+    def make_hls(
+        self, source: str | os.PathLike[str], out_dir: str | os.PathLike[str], info: MediaInfo
+    ) -> HlsResult | None:
+        """Write an HLS ladder of ``source`` into ``out_dir/hls/`` with one ffmpeg process.
+
+        ``hls/master.m3u8`` lists one rung per ``settings.hls_renditions`` height
+        the source reaches (``hls/720p/index.m3u8``, ``init_720p.mp4``,
+        ``seg_00001.m4s``...) and the shared AAC track (``hls/audio/``). The
+        ladder is built in a hidden folder and renamed into place whole; on any
+        failure that folder is removed. ``None`` for audio-only uploads.
+
+        :raises InputRejected: the source turned out to be corrupt while decoding.
+        :raises StageTimeout: ffmpeg ran past its time budget (media duration x renditions).
+        :raises FfmpegError: any other ffmpeg failure, or a ladder that does not check out (retryable).
+        """
+        started = time.monotonic()
+        source, out_dir = Path(source).resolve(), Path(out_dir)
+        settings = self.settings
+        plan = plan_hls(
+            info,
+            heights=settings.hls_renditions,
+            segment_seconds=settings.hls_segment_seconds,
+            crf=settings.crf,
+            preset=settings.preset,
+            can_tonemap=bool(info.video and info.video.hdr) and self.can_tonemap,
+        )
+        if plan is None:
+            self.log.info("%s has no video stream: no HLS ladder", source.name)
+            return None
+        self.log.info("Encoding the HLS ladder of %s: %s", source.name, ", ".join(plan.names))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".{HLS_DIR}.{uuid.uuid4().hex[:8]}.part"
+        final = out_dir / HLS_DIR
+        try:
+            tmp.mkdir()
+            for rung in plan.renditions:
+                (tmp / rung.name).mkdir()
+            if plan.audio is not None:
+                (tmp / (plan.audio_playlist or "")).parent.mkdir()
+            # Every rung is a full encode of the whole video, in the same process.
+            timeout = stage_timeout(
+                info.duration * len(plan.renditions),
+                factor=settings.timeout_factor,
+                floor_seconds=settings.timeout_floor_seconds,
+            )
+            run = self._run(
+                hls_args(str(source), plan, threads=settings.threads),
+                what=f"encoding the HLS ladder of {source.name}",
+                duration=info.duration,
+                timeout=timeout,
+                cwd=tmp,
+            )
+            variants = self._check_hls(tmp, plan, info, run)
+            master = render_master_playlist(variants, audio_uri=plan.audio_playlist, audio_channels=plan.audio_channels)
+            (tmp / HLS_MASTER_NAME).write_text(master, encoding="utf-8")
+            _replace_dir(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        paths = tuple(sorted(p for p in final.rglob("*") if p.is_file()))
+        elapsed = time.monotonic() - started
+        self.log.info(
+            "Wrote %s: %s, %d files, in %.1f s",
+            final / HLS_MASTER_NAME,
+            ", ".join(f"{v.width}x{v.height} {v.bandwidth / 1e6:.2f} Mbit/s" for v in variants),
+            len(paths),
+            elapsed,
+        )
+        return HlsResult(
+            master_path=final / HLS_MASTER_NAME,
+            paths=paths,
+            variants=tuple(sorted(variants, key=lambda v: v.width * v.height)),
+            segment_seconds=plan.segment_seconds,
+            has_audio=plan.audio is not None,
+            elapsed_seconds=elapsed,
+        )
+
+    def _check_hls(self, folder: Path, plan: HlsPlan, info: MediaInfo, run: _Run) -> list[HlsVariant]:
+        """Read back what ffmpeg wrote: every segment present, whole durations, measured bit rates."""
+
+        def read(playlist: str, expected: float) -> tuple[MediaPlaylist, list[tuple[float, int]]]:
+            path = folder / playlist
+            try:
+                media = parse_media_playlist(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise FfmpegError(f"ffmpeg wrote no usable {playlist}: {exc}", stderr_tail=run.tail) from None
+            files = [(path.parent / uri, seconds) for uri, seconds in media.segments]
+            missing = [str(p.name) for p, _ in files if not p.is_file() or p.stat().st_size == 0]
+            if not media.ended or not files or missing or media.init is None:
+                raise FfmpegError(
+                    f"the HLS playlist {playlist} is incomplete (missing: {missing[:5]})", stderr_tail=run.tail
+                )
+            # A truncated source can still make a short, valid ladder: refuse it like the mp4.
+            self._check_complete(expected, media.duration, run)
+            return media, [(seconds, p.stat().st_size) for p, seconds in files]
+
+        video_seconds = (info.video.duration if info.video else None) or info.duration
+        audio_sizes: list[tuple[float, int]] = []
+        audio_peak = 0
+        if plan.audio is not None and plan.audio_playlist is not None:
+            track = next((a for a in info.audio if a.index == plan.audio.stream_index), None)
+            audio, audio_sizes = read(plan.audio_playlist, (track.duration if track else None) or info.duration)
+            audio_peak = peak_segment_bitrate(audio_sizes, audio.target_duration)
+        variants = []
+        for rung in plan.renditions:
+            media, sizes = read(rung.playlist, video_seconds)
+            assert media.init is not None
+            codecs = avc_codecs_attribute((folder / rung.name / media.init).read_bytes())
+            if codecs is None:
+                raise FfmpegError(f"{rung.name}/{media.init} has no H.264 configuration", stderr_tail=run.tail)
+            if plan.audio is not None:
+                codecs += f",{HLS_AUDIO_CODECS}"
+            variants.append(
+                HlsVariant(
+                    uri=rung.playlist,
+                    width=rung.width,
+                    height=rung.height,
+                    # The player fetches a video and an audio segment for every
+                    # segment of time: the variant's peak includes the audio's.
+                    bandwidth=peak_segment_bitrate(sizes, media.target_duration) + audio_peak,
+                    average_bandwidth=average_bitrate(sizes) + average_bitrate(audio_sizes),
+                    codecs=codecs,
+                    frame_rate=plan.frame_rate,
+                )
+            )
+        return variants
 
     # ------------------------------------------------------------- audio for ASR
 
@@ -466,8 +660,8 @@ class FfmpegHook(BaseHook):
             exc.details["ffmpeg"] = run.tail
             raise
 
-    def _run(self, args: list[str], *, what: str, duration: float, timeout: float) -> _Run:
-        """Run ffmpeg with ``args``; log progress; enforce ``timeout``; classify failures."""
+    def _run(self, args: list[str], *, what: str, duration: float, timeout: float, cwd: Path | None = None) -> _Run:
+        """Run ffmpeg with ``args`` (in ``cwd``); log progress; enforce ``timeout``; classify failures."""
         cmd = [self.ffmpeg, "-progress", "pipe:1", "-nostats", *args]
         self.log.debug("Running %s", cmd)
         started = time.monotonic()
@@ -480,6 +674,7 @@ class FfmpegHook(BaseHook):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            cwd=cwd,
         )
         readers = [
             threading.Thread(target=self._read_progress, args=(proc, what, duration, started), daemon=True),
