@@ -120,13 +120,21 @@ def _check_free_space(folder: Path, needed: int) -> None:
         raise OSError(f"not enough temp space in {folder}: {free} bytes free, {needed} byte upload")
 
 
-def stage_files(store: ObjectStore, settings: Settings, vid: str, paths: list[Path]) -> list[StagedFile]:
-    """Upload a stage's output files to ``staging/<vid>/`` and describe them for the manifest."""
+def stage_files(
+    store: ObjectStore, settings: Settings, vid: str, paths: list[Path], *, base: Path | None = None
+) -> list[StagedFile]:
+    """Upload a stage's output files to ``staging/<vid>/`` and describe them for the manifest.
+
+    :param base: name each file by its path relative to this folder, with ``/``
+        separators (``hls/720p/seg_00001.m4s``), so a tree of outputs keeps its
+        shape; by default a file is named by its own name alone.
+    """
     staged = []
     for path in paths:
-        kind = content_type(path.name)
-        store.upload(path, staging_key(settings, vid, path.name), content_type=kind)
-        staged.append(StagedFile(name=path.name, size=path.stat().st_size, sha256=sha256_file(path), content_type=kind))
+        name = path.relative_to(base).as_posix() if base is not None else path.name
+        kind = content_type(name)
+        store.upload(path, staging_key(settings, vid, name), content_type=kind)
+        staged.append(StagedFile(name=name, size=path.stat().st_size, sha256=sha256_file(path), content_type=kind))
     return staged
 
 

@@ -1,4 +1,4 @@
-"""VideoTranscodeOperator: web-ready MP4, poster and thumbnails from the upload."""
+"""VideoTranscodeOperator: web-ready MP4, poster and thumbnails (and optionally an HLS ladder) from the upload."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from include.video_pipeline.core.media import HLS_DIR, HLS_MASTER_NAME
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.staging import fetch_source, source_sha256, stage_files
 
@@ -22,7 +23,12 @@ class VideoTranscodeOperator(VideoStageOperator):
     ui_color = "#fde9d9"
 
     def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]]:
-        return content_hash(ctx), {"transcode": dataclasses.asdict(ctx.settings.transcode)}
+        settings = dataclasses.asdict(ctx.settings.transcode)
+        if not settings["hls"]:
+            # With HLS off the outputs are what they were before HLS existed: keep
+            # the cache key too, so turning the feature on is all that redoes work.
+            settings = {k: v for k, v in settings.items() if not k.startswith("hls")}
+        return content_hash(ctx), {"transcode": settings}
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         from include.video_pipeline.hooks.ffmpeg import FfmpegHook
@@ -33,16 +39,27 @@ class VideoTranscodeOperator(VideoStageOperator):
         info = ffmpeg.probe(source)
         with tempfile.TemporaryDirectory(prefix="transcode-", dir=source.parent) as out:
             result = ffmpeg.transcode(source, Path(out), info)
-            staged = stage_files(ctx.store, ctx.settings, video.video_id, sorted(result.paths))
-        media = {"probe": _jsonable(info), "transcode": _jsonable(result)}
+            # base: the HLS ladder keeps its folders (hls/720p/seg_00001.m4s).
+            staged = stage_files(ctx.store, ctx.settings, video.video_id, sorted(result.paths), base=Path(out))
+        transcoded = _jsonable(result)
+        if result.hls is not None:
+            # Thousands of segment paths say nothing the manifest does not: keep the ledger row small.
+            transcoded["hls"]["paths"] = len(result.hls.paths)
+        else:
+            del transcoded["hls"]
+        media = {"probe": _jsonable(info), "transcode": transcoded}
         ctx.db.save_media(video.video_id, media)
-        return {
+        outcome: dict[str, Any] = {
             "files": [f.to_dict() for f in staged],
             "duration": info.duration,
             "has_video": info.has_video,
             "has_audio": info.has_audio,
             "remuxed": bool(result.remuxed),
         }
+        if result.hls is not None:
+            # Shown in the manifest's "media": where a player starts.
+            outcome["hls"] = f"{HLS_DIR}/{HLS_MASTER_NAME}"
+        return outcome
 
 
 def _jsonable(result: Any) -> dict[str, Any]:
