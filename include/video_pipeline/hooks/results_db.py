@@ -93,6 +93,8 @@ class ResultsDbHook(PostgresHook):
         if conn is not None and not conn.closed and not _hung_up(conn):
             return conn
         if conn is not None:
+            if not conn.closed:
+                self.log.info("The results DB closed this task's connection (restart, failover?); reconnecting")
             with suppress(Exception):
                 conn.close()
         self._connection = None
