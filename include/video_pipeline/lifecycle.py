@@ -32,7 +32,7 @@ from include.video_pipeline.core.states import (
 )
 from include.video_pipeline.hooks.results_db import ResultsDbHook
 from include.video_pipeline.notifications import notify_video, video_event
-from include.video_pipeline.storage.base import ObjectMissing, ObjectStore, move_object
+from include.video_pipeline.storage.base import ObjectInfo, ObjectMissing, ObjectStore, move_object
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +126,8 @@ class VideoLifecycle:
         for _, key, rel, obj in candidates:
             if len(claimed) >= limit:
                 break
-            vid = video_id(self.store.location, rel, obj.etag)
-            if not self.db.claim(
-                video_id=vid,
-                bucket=self.store.location,
-                source_key=rel,
-                etag=obj.etag,
-                size_bytes=obj.size,
-                run_id=run_id,
-                lease_seconds=self.settings.processing_lease_seconds,
-                uploaded_at=obj.last_modified,
-                listed_at=listed_at,
-            ):
+            vid = self._claim_in_ledger(run_id, obj, rel, listed_at)
+            if vid is None:
                 log.info("%s is claimed by another run; skipping", rel)
                 continue
             try:
@@ -162,14 +152,10 @@ class VideoLifecycle:
         log.info("Claimed %d upload(s) for run %s", len(claimed), run_id)
         return claimed
 
-    def _refuse_key(self, run_id: str, obj: Any, rel: str, message: str, listed_at: Any) -> None:
-        """A key too long to pass through processing/ goes straight to failed/, with its reason.
-
-        Left in pending/ it would be listed and skipped by every run, forever,
-        with its reason only in a log line.
-        """
+    def _claim_in_ledger(self, run_id: str, obj: ObjectInfo, rel: str, listed_at: Any) -> str | None:
+        """Claim one listed upload version in the ledger; its video id, or None if someone else holds it."""
         vid = video_id(self.store.location, rel, obj.etag)
-        if not self.db.claim(
+        claimed = self.db.claim(
             video_id=vid,
             bucket=self.store.location,
             source_key=rel,
@@ -179,7 +165,17 @@ class VideoLifecycle:
             lease_seconds=self.settings.processing_lease_seconds,
             uploaded_at=obj.last_modified,
             listed_at=listed_at,
-        ):
+        )
+        return vid if claimed else None
+
+    def _refuse_key(self, run_id: str, obj: Any, rel: str, message: str, listed_at: Any) -> None:
+        """A key too long to pass through processing/ goes straight to failed/, with its reason.
+
+        Left in pending/ it would be listed and skipped by every run, forever,
+        with its reason only in a log line.
+        """
+        vid = self._claim_in_ledger(run_id, obj, rel, listed_at)
+        if vid is None:
             return
         report = FailureReport(
             stage="claim",
