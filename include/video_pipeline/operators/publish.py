@@ -126,7 +126,10 @@ class VideoPublishOperator(VideoStageOperator):
                 video_file=VIDEO_FILE if VIDEO_FILE in names else None,
                 poster_file=POSTER_FILE if POSTER_FILE in names else None,
                 subtitles_file=SUBTITLES_FILE if SUBTITLES_FILE in names else None,
-                files=sorted(names | {"manifest.json"}),
+                # An HLS ladder is thousands of segments: the report links its master playlist only.
+                files=sorted(
+                    {n for n in names if not n.startswith("hls/") or n == "hls/master.m3u8"} | {"manifest.json"}
+                ),
             )
         ).encode("utf-8")
         key = output_key(settings, video.video_id, REPORT_NAME)
