@@ -121,6 +121,8 @@ class WhisperSettings:
     word_timestamps: bool = False
     download_root: str | None = None
     cpu_threads: int = 0
+    timeout_factor: float = 3.0  # seconds of decoding allowed per second of audio ...
+    timeout_floor_seconds: int = 300  # ... but never less than this
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         word_timestamps=_bool(env, "VIDEO_PIPELINE_WHISPER_WORD_TIMESTAMPS", False),
         download_root=_get(env, "VIDEO_PIPELINE_WHISPER_DOWNLOAD_ROOT"),
         cpu_threads=_int(env, "VIDEO_PIPELINE_WHISPER_CPU_THREADS", 0, minimum=0, maximum=256),
+        timeout_factor=_float(env, "VIDEO_PIPELINE_WHISPER_TIMEOUT_FACTOR", 3.0, minimum=0.01),
+        timeout_floor_seconds=_int(env, "VIDEO_PIPELINE_WHISPER_TIMEOUT_FLOOR_SECONDS", 300, minimum=1),
     )
     analysis = _analysis(env)
     return Settings(

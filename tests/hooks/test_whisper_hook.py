@@ -271,3 +271,14 @@ def test_bad_settings_fail_permanently(backend, overrides, match):
         settings = settings_for(backend, **overrides)
     with pytest.raises(PermanentError, match=match):
         load_model(settings)
+
+
+def test_a_decode_past_its_deadline_stops_with_a_clear_error(clips):
+    """The budget scales with the audio's duration; past it, the stage fails instead of hanging."""
+    from include.video_pipeline.core.errors import StageTimeout
+
+    hook = WhisperHook(settings=settings_for("faster-whisper", timeout_factor=0.0001, timeout_floor_seconds=0))
+    with pytest.raises(StageTimeout, match="took longer than"):
+        hook.transcribe(clips["long"])
+    # The default budget (3x the audio, at least 300 s) lets the same clip through.
+    assert WhisperHook(settings=settings_for("faster-whisper")).transcribe(clips["long"]).text

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from include.video_pipeline.config import WhisperSettings
-from include.video_pipeline.core.errors import PermanentError
+from include.video_pipeline.core.errors import PermanentError, StageTimeout
 from include.video_pipeline.core.quality import GateAction, evaluate
 from include.video_pipeline.core.transcript import Segment, Transcript, TranscriptQuality, Word
 
@@ -217,14 +217,23 @@ def read_wav(path: Path) -> np.ndarray:
 class _Progress:
     """Logs "n% done" as segments arrive, every ``step`` percent so a long file logs ~10 lines."""
 
-    def __init__(self, log: Any, duration: float, step: int = 10) -> None:
+    def __init__(self, log: Any, duration: float, step: int = 10, deadline_seconds: float | None = None) -> None:
         self._log = log
         self._duration = duration
         self._step = step
         self._next = step
         self._started = time.perf_counter()
+        self._deadline = deadline_seconds
 
     def update(self, position: float) -> None:
+        elapsed = time.perf_counter() - self._started
+        if self._deadline is not None and elapsed > self._deadline:
+            # Checked as segments arrive: a stuck or far too slow decode (a huge model on a
+            # small CPU) ends with a clear error instead of holding a worker for hours.
+            raise StageTimeout(
+                f"transcribing {self._duration:.0f} s of audio took longer than {self._deadline:.0f} s "
+                f"(reached {position:.0f} s); raise VIDEO_PIPELINE_WHISPER_TIMEOUT_FACTOR or use a smaller model"
+            )
         if self._duration <= 0:
             return
         percent = min(int(position / self._duration * 100), 100)
@@ -370,7 +379,8 @@ class WhisperHook(BaseHook):
     def _decode(
         self, loaded: LoadedModel, audio: np.ndarray, duration: float, language: str | None, options: DecodeOptions
     ) -> _Decoded:
-        progress = _Progress(self.log, duration)
+        deadline = max(float(self.settings.timeout_floor_seconds), self.settings.timeout_factor * duration)
+        progress = _Progress(self.log, duration, deadline_seconds=deadline)
         if loaded.backend == "faster-whisper":
             decoded = _decode_faster_whisper(loaded.model, audio, language, options, progress.update)
         else:
