@@ -39,15 +39,16 @@ def _name_of_bytes(total: int, stem: str = "long-") -> str:
 AT_LIMIT = _name_of_bytes(MAX_RELATIVE_KEY_BYTES)
 OVER_LIMIT = _name_of_bytes(1024 - len("pending/"))  # the longest key S3 accepts in pending/
 
-# relative key -> what it should become ("completed" for the real clips)
+# relative key -> where it should end and with which reason: real clips complete (their
+# manifest must keep the name), empty files fail (their error report must keep it).
 HOSTILE_KEYS = {
-    "../escape.mp4": "completed",
-    "a/../../escape-2.mp4": "completed",
-    "/lead-slash.mp4": "completed",
-    AT_LIMIT: "completed",
-    "ctl\x07\x1b[31mred\x1b[0m\t\r\x01\x7f.mp4": "completed",
-    "Встреча \"план\" 'Q3' & <b>$(id)</b>.mp4": "completed",
-    OVER_LIMIT: "failed",
+    "../escape.mp4": ("completed", None),
+    "a/../../escape-2.mp4": ("failed", "empty_file"),
+    "/lead-slash.mp4": ("failed", "empty_file"),
+    AT_LIMIT: ("completed", None),
+    "ctl\x07\x1b[31mred\x1b[0m\t\r\x01\x7f.mp4": ("completed", None),
+    "Встреча \"план\" 'Q3' & <b>$(id)</b>.mp4": ("completed", None),
+    OVER_LIMIT: ("failed", "invalid_key"),
 }
 
 
@@ -112,7 +113,8 @@ def hostile(module_launcher, s3_endpoint, tmp_path_factory) -> Iterator[HostileR
     }
     for n, rel in enumerate(HOSTILE_KEYS):
         # Distinct bytes per key, so no upload reuses another's cached results.
-        body = clip.read_bytes() + bytes([n]) if HOSTILE_KEYS[rel] == "completed" else b"over the limit"
+        state, reason = HOSTILE_KEYS[rel]
+        body = clip.read_bytes() + bytes([n]) if state == "completed" else b"" if reason == "empty_file" else b"long"
         s3.put_object(Bucket=bucket, Key=f"pending/{rel}", Body=body)
     for name, body in files.items():
         s3.put_object(Bucket=bucket, Key=f"pending/{name}", Body=body)
@@ -171,15 +173,15 @@ def _short(key: str) -> str:
 def test_hostile_key(hostile, rel, record):
     where = hostile.result.where[rel]
     row = hostile.rows.get(rel)
-    expected_state = HOSTILE_KEYS[rel]
+    expected_state, reason = HOSTILE_KEYS[rel]
     shown = hostile.manifests.get(rel, {}).get("source", {}).get("key") if expected_state == "completed" else None
     report = hostile.reports.get(rel)
     record(
         area="Input",
         kind="input",
         case=f"key pending/{_short(rel)}",
-        expected=f"{expected_state}/ under the same name; ledger, manifest/error report keep it intact; "
-        "nothing outside the state prefixes, outputs/<id>/ or the work dir",
+        expected=f"{expected_state}/ under the same name{f' ({reason})' if reason else ''}; "
+        "ledger, manifest/error report keep it intact; nothing outside the prefixes or the work dir",
         observed=f"in {where}; ledger {'intact' if row else 'no row'}"
         + (f" ({row['state']}, {(row['error'] or {}).get('reason')})" if row else "")
         + (
@@ -197,7 +199,7 @@ def test_hostile_key(hostile, rel, record):
     if expected_state == "completed":
         assert shown == rel
     else:
-        assert row["error"]["reason"] == "invalid_key" and report is not None and report["source_key"] == rel
+        assert row["error"]["reason"] == reason and report is not None and report["source_key"] == rel
 
 
 def test_nothing_escapes_the_prefixes_or_the_work_dir(hostile, record):
