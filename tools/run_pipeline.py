@@ -105,7 +105,11 @@ def run_dag_in_this_process(conf: dict[str, Any]) -> dict[str, Any]:
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.dags["video_pipeline"]
-    dag_run = dag.test(run_conf=conf, logical_date=None)
+    # A logical date of its own: with None, dag.test() clears every task instance of the
+    # DAG, including those of a scheduler's runs (`make up`) on the same metadata database.
+    from airflow.sdk import timezone
+
+    dag_run = dag.test(run_conf=conf, logical_date=timezone.utcnow())
     return {"run_id": dag_run.run_id, "state": str(dag_run.state)}
 
 
@@ -149,7 +153,8 @@ def without_password(url: str) -> str:
 def describe(row: dict[str, Any], location: Path | str) -> str:
     state = row["state"]
     media = row.get("media") or {}
-    duration = (media.get("probe") or {}).get("duration")
+    # What was actually published beats what the container claimed (headers can lie).
+    duration = (media.get("transcode") or {}).get("duration") or (media.get("probe") or {}).get("duration")
     parts = [f"{STATE_SYMBOL.get(state, '?')} {state:<9}", row["source_key"]]
     if duration:
         parts.append(f"{float(duration):.1f}s")

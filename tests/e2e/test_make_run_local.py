@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted(p.name for p in (ROOT / "samples").iterdir() if p.is_file())
 
 
-def test_samples_run_through_the_dag_on_local_storage_twice(run_pipeline, tmp_path):
+def test_samples_run_through_the_dag_on_local_storage_twice(run_pipeline, tmp_path, postgres):
     storage = tmp_path / "storage"
     env = {"VIDEO_PIPELINE_LOCAL_ROOT": str(storage), "VIDEO_PIPELINE_ANALYZER": "auto"}
     env.update({"GEMINI_API_KEY": "", "GOOGLE_API_KEY": "", "AIRFLOW_CONN_GEMINI_DEFAULT": ""})
@@ -46,6 +46,17 @@ def test_samples_run_through_the_dag_on_local_storage_twice(run_pipeline, tmp_pa
     assert "sample clip" not in second.output
     assert (storage / "completed" / "my talk.mp4").is_file()
     assert "my talk.mp4" in second.output
+
+    # One run never clears another's task instances (a scheduler's runs share this metadata DB).
+    import psycopg2
+
+    with psycopg2.connect(postgres.dsn("airflow")) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), bool_and(state IN ('success', 'skipped')) FROM task_instance WHERE run_id = %s",
+            (first.run_id,),
+        )
+        count, all_finished = cur.fetchone()
+    assert count >= 4 * 4 + 3 and all_finished
 
     # With nothing pending (and samples declined) a one-shot run ends green at once: the sensor skips.
     third = run_pipeline(env, "--no-samples")

@@ -51,7 +51,8 @@ class VideoTranscodeOperator(VideoStageOperator):
         ctx.db.save_media(video.video_id, media)
         outcome: dict[str, Any] = {
             "files": [f.to_dict() for f in staged],
-            "duration": info.duration,
+            # The published file's real length; a container header can claim hours it does not hold.
+            "duration": result.duration or info.duration,
             "has_video": info.has_video,
             "has_audio": info.has_audio,
             "remuxed": bool(result.remuxed),
