@@ -81,7 +81,6 @@ def main() -> int:
     data_dir, storage, home, port = work / "data", work / "data" / "storage", work / "airflow", _free_port()
     for index in range(args.clips):
         make_speech_video(storage / "pending" / f"clip {index:02d}.mp4", SENTENCES[index % len(SENTENCES)])
-    media_seconds = args.clips * 0  # filled from the ledger below
 
     env = {
         **os.environ,
