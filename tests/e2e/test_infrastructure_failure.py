@@ -11,7 +11,7 @@ import psycopg2
 from tests.fakes.gemini_server import FakeGeminiServer, Reply
 from tests.fixtures import clips
 
-GEMINI_KEY = "AIzaTestKeyForTheOutageTestOnly00000000"
+GEMINI_KEY = "fake-gemini-key-for-the-outage-test"
 
 
 def test_an_outage_that_outlasts_retries_fails_the_video_and_the_run(run_pipeline, results_dsn, tmp_path):

@@ -17,7 +17,7 @@ from tests.conftest import S3_TEST_ACCESS_KEY  # noqa: F401  (documents where th
 from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fixtures import clips
 
-GEMINI_KEY = "AIzaTestKeyForTheLoopbackServerOnly000"
+GEMINI_KEY = "fake-gemini-key-for-the-loopback-server"
 WEBHOOK_SECRET = "webhook-shared-secret-for-tests"
 
 SPEECH = "Welcome to the quarterly review. Revenue grew and the new product launch went well."
