@@ -436,15 +436,6 @@ def test_reencode_args():
     assert "scale=1280:720" in args[args.index("-vf") + 1]
 
 
-def test_audio_extract_args():
-    args = media.audio_extract_args("in.mkv", "out.part", 3)
-    assert args[args.index("-map") + 1] == "0:3"
-    assert args[args.index("-ar") + 1] == "16000"
-    assert args[args.index("-ac") + 1] == "1"
-    assert args[args.index("-c:a") + 1] == "pcm_s16le"
-    assert args[-3:] == ["-f", "wav", "out.part"]
-
-
 @pytest.mark.parametrize(
     ("duration", "fps", "start", "frames"),
     [(100.0, 30.0, 10.0, 60), (2.0, 15.0, 0.2, 3), (0.2, 15.0, 0.02, 2), (60.0, None, 6.0, 60)],

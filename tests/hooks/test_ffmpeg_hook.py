@@ -564,3 +564,16 @@ def test_hls_files_are_staged_and_published_under_their_relative_names(ladder, r
     # Without base, names stay file names, as before.
     (plain,) = stage_files(store, settings, "vid2", [out / "hls" / "720p" / "index.m3u8"])
     assert plain.name == "index.m3u8"
+
+
+def test_audio_extraction_command_is_built_with_ffmpeg_python():
+    from include.video_pipeline.hooks.ffmpeg import audio_extract_args
+
+    args = audio_extract_args("in.mkv", "out.part", 3)
+    assert args[args.index("-map") + 1] == "0:3"
+    assert args[args.index("-ar") + 1] == "16000"
+    assert args[args.index("-ac") + 1] == "1"
+    assert args[args.index("-acodec") + 1] == "pcm_s16le"
+    assert args[args.index("-f") + 1] == "wav"
+    assert args[args.index("-i") + 1] == "in.mkv" and args[-1] == "out.part"
+    assert {"-vn", "-sn", "-dn", "-nostdin", "-y"} <= set(args)

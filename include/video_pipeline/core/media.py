@@ -836,35 +836,6 @@ def transcode_args(source: str, dest: str, plan: TranscodePlan, *, threads: int 
 WHISPER_SAMPLE_RATE = 16000
 
 
-def audio_extract_args(source: str, dest: str, stream_index: int) -> list[str]:
-    """16 kHz mono 16-bit PCM WAV of one audio track, as Whisper wants it.
-
-    Always read from the upload, never from the web mp4: that would add a lossy
-    AAC generation and lose the track choice.
-    """
-    return [
-        *_COMMON,
-        "-i",
-        source,
-        "-map",
-        f"0:{stream_index}",
-        "-vn",
-        "-sn",
-        "-dn",
-        "-map_metadata",
-        "-1",
-        "-ac",
-        "1",
-        "-ar",
-        str(WHISPER_SAMPLE_RATE),
-        "-c:a",
-        "pcm_s16le",
-        "-f",
-        "wav",
-        dest,
-    ]
-
-
 @dataclass(frozen=True)
 class PosterPlan:
     """Where to look for the poster frame: ``window`` seconds from ``start``, best of ``frames``."""

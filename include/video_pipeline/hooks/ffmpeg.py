@@ -48,7 +48,6 @@ from include.video_pipeline.core.media import (
     MediaInfo,
     MediaPlaylist,
     PosterPlan,
-    audio_extract_args,
     avc_codecs_attribute,
     average_bitrate,
     check_complete_output,
@@ -628,7 +627,7 @@ class FfmpegHook(BaseHook):
                 info.duration, factor=self.settings.timeout_factor, floor_seconds=self.settings.timeout_floor_seconds
             )
             run = self._run(
-                audio_extract_args(str(source), str(tmp), track.index),
+                audio_extract_args(str(source), str(tmp), track.index),  # built with ffmpeg-python
                 what=f"extracting audio of {source.name}",
                 duration=info.duration,
                 timeout=timeout,
@@ -745,3 +744,30 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, PermissionError):
         proc.kill()
     proc.wait()
+
+
+def audio_extract_args(source: str, dest: str, stream_index: int) -> list[str]:
+    """16 kHz mono 16-bit PCM WAV of one audio track, as Whisper wants it.
+
+    Always read from the upload, never from the web mp4: that would add a lossy
+    AAC generation and lose the track choice. The command line is built with
+    ffmpeg-python's stream graph (a pure builder that starts no process);
+    :meth:`FfmpegHook._run` executes it with a timeout, progress and a
+    process-group kill, which ffmpeg-python's own ``run`` does not offer.
+    """
+    import ffmpeg  # ffmpeg-python
+
+    track = ffmpeg.input(source)[str(stream_index)]
+    output = ffmpeg.output(
+        track,
+        dest,
+        vn=None,
+        sn=None,
+        dn=None,
+        map_metadata="-1",
+        ac=1,
+        ar=WHISPER_SAMPLE_RATE,
+        acodec="pcm_s16le",
+        f="wav",
+    )
+    return ["-hide_banner", "-nostdin", "-y", "-loglevel", "warning", *(str(arg) for arg in output.get_args())]
