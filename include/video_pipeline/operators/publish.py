@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,8 +54,13 @@ class VideoPublishOperator(VideoStageOperator):
         for result in (self.media, self.transcript, self.analysis):
             files.extend((result or {}).get("files", []))
 
+        # Copies run side by side: an HLS ladder is thousands of small objects, and S3
+        # copies are server-side, so the time is round trips, not bandwidth.
+        _in_parallel(
+            lambda item: store.copy(staging_key(settings, vid, item["name"]), output_key(settings, vid, item["name"])),
+            files,
+        )
         for item in files:
-            store.copy(staging_key(settings, vid, item["name"]), output_key(settings, vid, item["name"]))
             item["key"] = output_key(settings, vid, item["name"])
 
         transcript = json.loads(store.get_bytes(staging_key(settings, vid, "transcript.json")))
@@ -93,8 +100,7 @@ class VideoPublishOperator(VideoStageOperator):
             content_type="application/json",
         )
         ctx.db.set_outcome(vid, "succeeded")
-        for item in files:
-            store.delete(staging_key(settings, vid, item["name"]))
+        _in_parallel(lambda item: store.delete(staging_key(settings, vid, item["name"])), files)
         return {"outputs": output_key(settings, vid), "files": len(files) + 2, "report": report["key"]}
 
     def _publish_report(
@@ -142,3 +148,14 @@ class VideoPublishOperator(VideoStageOperator):
             "content_type": kind,
             "key": key,
         }
+
+
+def _in_parallel(action: Callable[[dict[str, Any]], None], items: list[dict[str, Any]], workers: int = 16) -> None:
+    """Apply ``action`` to every item with a small thread pool; the first error is raised."""
+    if len(items) <= 2:
+        for item in items:
+            action(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        for future in [pool.submit(action, item) for item in items]:
+            future.result()
