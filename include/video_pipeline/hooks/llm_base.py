@@ -16,6 +16,7 @@ answer costs is decided once, here, so every provider behaves the same:
 
 from __future__ import annotations
 
+import abc
 import email.utils
 import json
 import logging
@@ -122,7 +123,7 @@ def parse_json_object(text: str) -> tuple[dict[str, Any] | None, list[str]]:
     return data, []
 
 
-class ModelHook(BaseHook):
+class ModelHook(BaseHook, abc.ABC):
     """Base of the language-model hooks; subclasses send one request and read its errors.
 
     :param model: the model name as the provider knows it.
@@ -164,6 +165,7 @@ class ModelHook(BaseHook):
 
     # -- what a provider implements ------------------------------------------
 
+    @abc.abstractmethod
     def _generate_once(
         self,
         *,
@@ -174,11 +176,10 @@ class ModelHook(BaseHook):
         images: Sequence[bytes],
     ) -> tuple[str, CallRecord]:
         """One request (retried by the caller): the answer's text and what it cost."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _classify(self, exc: Exception) -> Retryable:
         """A failed attempt as a retry, or raise the pipeline error it means."""
-        raise NotImplementedError
 
     def count_tokens(self, text: str) -> int | None:
         """The provider's token count of ``text``; None where the provider has no counting endpoint."""

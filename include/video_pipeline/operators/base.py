@@ -14,6 +14,7 @@ How a video's problems show in a run:
 
 from __future__ import annotations
 
+import abc
 import inspect
 import logging
 import time
@@ -76,8 +77,9 @@ class VideoStageOperator(BaseOperator):
         super().__init__(**kwargs)
         self.video = video
 
+    @abc.abstractmethod
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
-        raise NotImplementedError  # pragma: no cover - every stage overrides it
+        """The stage's work; returns the small result that crosses XCom."""
 
     def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
         """(SHA-256 of the stage's input, settings that shape its output), or None if not cacheable."""
