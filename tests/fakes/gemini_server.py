@@ -31,9 +31,11 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 _LINE = re.compile(r"^\[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\] (.+)$", flags=re.MULTILINE)
 _LANGUAGE = re.compile(r"language code: ([a-z]{2,3})")
@@ -295,7 +297,7 @@ def _candidate(text: str, request: RecordedRequest, *, output_tokens: int = 0) -
     }
 
 
-class FakeGeminiServer:
+class FakeGeminiServer(LoopbackServer):
     """A scriptable Gemini endpoint on 127.0.0.1 and a free port; use as a context manager.
 
     :param api_key: when set, requests carrying another key get the real 400
@@ -303,6 +305,8 @@ class FakeGeminiServer:
     """
 
     def __init__(self, *, api_key: str | None = None):
+        super().__init__()
+        self.thread_name = "fake-gemini"
         self.api_key = api_key
         self.token_requests: list[dict[str, list[str]]] = []
         # countTokens answers: None counts like the real API would (about 4
@@ -312,43 +316,13 @@ class FakeGeminiServer:
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> FakeGeminiServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        # A short poll interval keeps shutdown (and so each test's teardown) quick.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-gemini", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeGeminiServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the server is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.root_url
 
     # -- scripting and inspection -------------------------------------------
 

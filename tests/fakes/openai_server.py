@@ -21,11 +21,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 from tests.fakes.gemini_server import analysis_from_prompt
+from tests.fakes.loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class ChatReply:
         return cls(status=400, body=_error(message, type_="invalid_request_error", code="content_policy_violation"))
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
     """A scriptable OpenAI-compatible endpoint on 127.0.0.1; ``base_url`` ends in ``/v1``.
 
     :param api_key: when set, requests without ``Authorization: Bearer <key>`` get 401.
@@ -153,45 +154,20 @@ class FakeOpenAIServer:
     """
 
     def __init__(self, *, api_key: str | None = None, json_schema: bool = True):
+        super().__init__()
+        self.thread_name = "fake-openai"
         self.api_key = api_key
         self.json_schema = json_schema
         self._replies: deque[ChatReply] = deque()
         self._requests: list[ChatRequest] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> FakeOpenAIServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the server is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return self.root_url + "/v1"
 
     def enqueue(self, *replies: ChatReply) -> None:
         with self._lock:
