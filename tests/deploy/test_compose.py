@@ -24,7 +24,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
-SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+# The project's own copy (source, version, licence: deploy/schema/README.md; `make refresh-compose-schema`).
+SCHEMA = ROOT / "deploy" / "schema" / "compose-spec.json"
 DOCKERFILE = ROOT / "Dockerfile"
 INIT_SCRIPT = ROOT / "deploy" / "init" / "create_connections_and_pools.py"
 HELM_VALUES = ROOT / "deploy" / "helm" / "values.yaml"
@@ -394,9 +395,12 @@ def test_transcribe_tasks_are_routed_to_the_configured_queue(monkeypatch: pytest
 
 
 def _pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    assert found, f"{name} not on PATH: the results-DB init SQL cannot be checked"
-    return found
+    from tools.local_postgres import bin_dir
+
+    # Debian and Ubuntu keep initdb and pg_ctl off PATH, in /usr/lib/postgresql/<version>/bin.
+    found = bin_dir() / name
+    assert found.is_file(), f"{found} missing: the results-DB init SQL cannot be checked"
+    return str(found)
 
 
 def test_results_db_init_sql_runs_twice_on_real_postgres() -> None:
