@@ -6,7 +6,9 @@
 # Also: make up (Airflow UI + scheduler on 127.0.0.1:8080), make bench, make lint, make lock, make clean.
 
 SHELL := /bin/bash
-PYTHON ?= python3
+# Python 3.11-3.13: found (or installed) by tools/bootstrap_venv.sh; `make run PYTHON=/path/to/python3.12` picks one.
+PYTHON ?=
+export PYTHON
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
@@ -16,7 +18,7 @@ export UV_LINK_MODE := copy
 WHEELS := $(wildcard /opt/wheels)
 FIND_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
 
-.PHONY: run up test lint bench lock clean down system-runtime system-test
+.PHONY: run up test lint bench lock clean down system-runtime system-test refresh-compose-schema
 
 ## ---- system packages (installed only when missing) ----------------------------------
 
@@ -29,9 +31,7 @@ system-test:
 ## ---- virtualenv (uv for speed; stamps so a second run installs nothing) ---------------
 
 $(UV):
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null  # venvs made by uv have no pip
-	@$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	@bash tools/bootstrap_venv.sh $(VENV) $(UV_VERSION)
 
 $(VENV)/.runtime-installed: requirements.txt | $(UV)
 	$(UV) pip install -q -p $(PY) -r requirements.txt
@@ -76,5 +76,15 @@ lock: | $(UV)
 	$(UV) pip compile -q -p 3.11 requirements.in -o requirements.txt
 	$(UV) pip compile -q -p 3.11 requirements-dev.in -o requirements-dev.txt
 
-clean: down
+clean:
+	@if [ -x $(PY) ]; then $(PY) tools/local_postgres.py remove .data/postgres; fi
 	rm -rf .data .airflow
+
+# The Compose spec's JSON schema that tests/deploy validates docker-compose.yaml against
+# (provenance in deploy/schema/README.md). Needs internet; review `git diff deploy/schema/`.
+COMPOSE_SCHEMA_URL := https://raw.githubusercontent.com/compose-spec/compose-spec/main/schema/compose-spec.json
+refresh-compose-schema: | $(UV)
+	@$(PY) -c 'import json, sys, urllib.request; data = urllib.request.urlopen(sys.argv[1], timeout=60).read(); \
+	schema = json.loads(data); assert schema.get("title") == "Compose Specification", "not the Compose schema"; \
+	open(sys.argv[2], "wb").write(data)' $(COMPOSE_SCHEMA_URL) deploy/schema/compose-spec.json
+	@echo "deploy/schema/compose-spec.json: git blob $$(git hash-object deploy/schema/compose-spec.json); update deploy/schema/README.md"
