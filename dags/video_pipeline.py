@@ -99,12 +99,16 @@ default_args = {
             enum=["none", "failed", "video"],
             description="Reprocess finished videos instead of new uploads: every failed one, or one by video_id.",
         ),
+        # Nullable, so the trigger form can be submitted with the defaults: a
+        # plain "string" param with an empty default is marked required.
         "video_id": Param(
-            "", type="string", description="With reprocess=video: the id of the video (its outputs folder name)."
+            None,
+            type=["null", "string"],
+            description="With reprocess=video: the id of the video (its outputs folder name). Empty otherwise.",
         ),
         "output_language": Param(
-            SETTINGS.analysis.output_language or "",
-            type="string",
+            SETTINGS.analysis.output_language or None,
+            type=["null", "string"],
             description="Language of the analysis; empty means the transcript's language.",
         ),
     },

@@ -21,7 +21,7 @@ from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from include.video_pipeline.api import queries
+from include.video_pipeline.api import library, queries
 from include.video_pipeline.api.models import (
     AnalysisSummary,
     ErrorInfo,
@@ -36,7 +36,7 @@ from include.video_pipeline.api.models import (
     VideoListItem,
     VideoStatus,
 )
-from include.video_pipeline.api.presign import presign_get, presign_post, presign_put, signing_client
+from include.video_pipeline.api.presign import presign_get, presign_post, presign_put, signing_client, upload_headers
 from include.video_pipeline.api.settings import DAG_ID, ApiSettings, load_api_settings
 from include.video_pipeline.api.uploads import UploadRefused, first_free_key, validate_upload
 from include.video_pipeline.config import Settings, load_settings
@@ -50,6 +50,9 @@ Upload videos into the pipeline's bucket and follow them through it.
 1. `POST /uploads` returns a presigned URL; `PUT` the file to it with the returned headers.
 2. The `video_pipeline` DAG claims the upload on its next run; `GET /videos?key=<filename>`
    shows it from then on, and `GET /videos/{video_id}` its result.
+
+3. `GET /search?q=<words>` finds what was said in any video, with the time of each hit;
+   `GET /library` lists every video for the Videos page (`/video-pipeline/ui/`).
 
 Authenticate with an Airflow token (`POST /auth/token` on the api-server) as
 `Authorization: Bearer <token>`, or be logged in to the Airflow UI. Uploads need
@@ -94,18 +97,25 @@ def _outputs(row: dict[str, Any], settings: Settings, api_settings: ApiSettings)
     ]
     manifest_key = posixpath.join(prefix, "manifest.json")
     if settings.storage == "local":
-        root = settings.local_root
+        # Served by this app (GET /outputs/...), behind the same auth: a browser
+        # cannot open file:// paths of the api-server's disk.
+        from include.video_pipeline.operators.links import local_outputs_url
+
+        vid = row["video_id"]
         return Outputs(
             prefix=prefix,
-            location=str(root / prefix),
-            manifest_url=str(root / manifest_key),
-            files=[OutputFile(name=name, key=key, url=str(root / key)) for name, key in names],
+            location=str(settings.local_root / prefix),
+            manifest_url=local_outputs_url(vid, "manifest.json"),
+            files=[
+                OutputFile(name=name, key=key, url=local_outputs_url(vid, posixpath.relpath(key, prefix)))
+                for name, key in names
+            ],
         )
     client = signing_client(settings, api_settings)
     expires = api_settings.url_expiry_minutes * 60
     return Outputs(
         prefix=prefix,
-        location=f"s3://{settings.bucket}/{prefix}",
+        location=f"{settings.location}/{prefix}",
         manifest_url=presign_get(client, settings.bucket, manifest_key, expires),
         files=[
             OutputFile(name=name, key=key, url=presign_get(client, settings.bucket, key, expires))
@@ -172,10 +182,12 @@ def create_app() -> FastAPI:
         title="Video pipeline API",
         version="1",
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # library.docs_router serves /docs from an installed package, not a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    app.include_router(library.router)
+    app.include_router(library.docs_router)
 
     @app.exception_handler(UploadRefused)
     async def _refused(_: Request, exc: UploadRefused) -> JSONResponse:
@@ -201,7 +213,7 @@ def create_app() -> FastAPI:
             raise HTTPException(
                 status.HTTP_501_NOT_IMPLEMENTED,
                 f"storage is a local folder: copy files into {settings.local_root / settings.prefixes.pending} "
-                "directly; presigned uploads need VIDEO_PIPELINE_STORAGE=s3",
+                "directly; presigned uploads need VIDEO_PIPELINE_STORAGE=s3 or gcs",
             )
         upload = validate_upload(
             filename=body.filename,
@@ -234,7 +246,7 @@ def create_app() -> FastAPI:
             filename=rel,
             renamed=rel != upload.relative_key,
             url=presign_put(client, settings.bucket, key, upload, expires),
-            headers={"Content-Type": upload.content_type, "Content-Length": str(upload.size_bytes)},
+            headers=upload_headers(client, upload),
             expires_at=datetime.now(UTC) + timedelta(seconds=expires),
             post=PresignedPostForm(url=post.url, fields=post.fields),
         )

@@ -70,7 +70,7 @@ class AnalysisSummary(BaseModel):
 class OutputFile(BaseModel):
     name: str
     key: str
-    url: str = Field(description="Presigned GET URL (S3) or a file path (local storage).")
+    url: str = Field(description="Presigned GET URL (S3), or this API's /outputs/... path (local storage).")
 
 
 class Outputs(BaseModel):
@@ -122,3 +122,63 @@ class VideoList(BaseModel):
     count: int
     limit: int
     state: State | None = None
+
+
+class LibraryItem(BaseModel):
+    """One row of the Videos page."""
+
+    video_id: str
+    name: str
+    title: str | None = None
+    state: State
+    outcome: str | None = None
+    size_bytes: int
+    duration_seconds: float | None = None
+    language: str | None = None
+    speakers: list[str] | None = Field(default=None, description="When the analysis names them.")
+    arrived_at: datetime
+    finished_at: datetime | None = None
+    cost_usd: float | None = None
+    error_reason: str | None = None
+    error_message: str | None = Field(default=None, description="Names the user's file, not the work copy.")
+    run_id: str | None = Field(default=None, description="The Airflow run that claimed it last.")
+
+
+class Library(BaseModel):
+    videos: list[LibraryItem]
+    count: int
+    limit: int
+
+
+class SnippetPart(BaseModel):
+    text: str
+    hit: bool = Field(description="True for the words that matched the query.")
+
+
+class SearchHit(BaseModel):
+    video_id: str
+    name: str
+    state: State
+    kind: Literal["segment", "title", "summary", "tags"] = Field(
+        description="segment: words said at start_seconds; the others match the video's name, title, summary, tags."
+    )
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    language: str | None = None
+    rank: float
+    snippet: list[SnippetPart]
+
+
+class SearchResults(BaseModel):
+    query: str
+    hits: list[SearchHit]
+    count: int
+    limit: int
+    took_ms: float
+
+
+class ReprocessStarted(BaseModel):
+    video_id: str
+    dag_id: str
+    run_id: str
+    conf: dict[str, object]

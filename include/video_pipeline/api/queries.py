@@ -33,7 +33,7 @@ _LIST_COLUMNS = (
 )
 
 
-def _run(conn_id: str, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+def _run(conn_id: str, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[dict[str, Any]]:
     hook = ResultsDbHook(postgres_conn_id=conn_id)
     try:
         with hook.cursor() as cur:
@@ -62,3 +62,90 @@ def recent_videos(conn_id: str, *, state: str | None, source_key: str | None, li
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     sql = f"SELECT {_LIST_COLUMNS} FROM videos{clause} ORDER BY updated_at DESC, video_id LIMIT %s"
     return _run(conn_id, sql, (*params, limit))
+
+
+# -- the library: the Videos page and GET /search ------------------------------------
+
+_LIBRARY_SQL = """
+SELECT v.video_id, v.source_key, v.state, v.outcome, v.size_bytes, v.claim_run_id,
+       v.error->>'reason' AS error_reason, v.error->>'message' AS error_message,
+       COALESCE(v.uploaded_at, v.created_at) AS arrived_at,
+       v.created_at, v.claimed_at, v.finished_at, v.updated_at,
+       t.duration_seconds, t.language,
+       a.cost_usd, a.title, a.speakers
+  FROM videos v
+  LEFT JOIN LATERAL (SELECT duration_seconds, language FROM transcripts
+                      WHERE video_id = v.video_id AND is_current ORDER BY updated_at DESC LIMIT 1) t ON true
+  LEFT JOIN LATERAL (SELECT cost_usd, data->>'title_suggestion' AS title,
+                            CASE WHEN jsonb_typeof(data->'speakers') = 'array' THEN data->'speakers' END AS speakers
+                       FROM analyses
+                      WHERE video_id = v.video_id AND is_current ORDER BY updated_at DESC LIMIT 1) a ON true
+ {where}
+ ORDER BY COALESCE(v.uploaded_at, v.created_at) DESC, v.video_id
+ LIMIT %s
+"""
+
+
+def _filters(state: str | None, since: Any, until: Any) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if state is not None:
+        where.append("v.state = %s")
+        params.append(state)
+    if since is not None:
+        where.append("COALESCE(v.uploaded_at, v.created_at) >= %s")
+        params.append(since)
+    if until is not None:
+        where.append("COALESCE(v.uploaded_at, v.created_at) < %s")
+        params.append(until)
+    return where, params
+
+
+def library(conn_id: str, *, state: str | None, since: Any, until: Any, limit: int) -> list[dict[str, Any]]:
+    """Newest arrivals first, with what the Videos page shows per row."""
+    where, params = _filters(state, since, until)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return _run(conn_id, _LIBRARY_SQL.format(where=clause), (*params, limit))
+
+
+# Hits are marked with two control characters that no transcript contains, so the
+# API can return the snippet as plain text parts and never as HTML.
+HIT_START, HIT_END = "\x02", "\x03"
+
+_SEARCH_SQL = """
+WITH q AS (
+    SELECT websearch_to_tsquery('russian', %(q)s) || websearch_to_tsquery('english', %(q)s)
+           || websearch_to_tsquery('simple', %(q)s) AS query
+), hits AS (
+    SELECT d.id, d.video_id, d.kind, d.start_seconds, d.end_seconds, d.config, d.body,
+           ts_rank_cd(d.tsv, q.query) AS rank
+      FROM search_documents d JOIN videos v USING (video_id), q
+     WHERE d.tsv @@ q.query {where}
+     ORDER BY rank DESC, d.video_id, d.start_seconds NULLS FIRST
+     LIMIT %(limit)s
+)
+SELECT h.video_id, h.kind, h.start_seconds, h.end_seconds, h.rank,
+       ts_headline(h.config, h.body, q.query,
+                   'StartSel=' || chr(2) || ', StopSel=' || chr(3)
+                   || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "') AS snippet,
+       v.source_key, v.state, t.language, t.duration_seconds
+  FROM hits h JOIN videos v USING (video_id)
+  LEFT JOIN LATERAL (SELECT language, duration_seconds FROM transcripts
+                      WHERE video_id = v.video_id AND is_current ORDER BY updated_at DESC LIMIT 1) t ON true, q
+ ORDER BY h.rank DESC, h.video_id, h.start_seconds NULLS FIRST
+"""
+
+
+def search(conn_id: str, *, q: str, state: str | None, since: Any, until: Any, limit: int) -> list[dict[str, Any]]:
+    """Ranked hits over segments (with their time) and each video's name, title, summary and tags.
+
+    The query is parsed with the Russian, English and simple configurations and
+    the parses OR-ed: a document indexed with its own language's configuration
+    matches the parse that stems the same way (the GIN index serves all three).
+    """
+    where, params = _filters(state, since, until)
+    clause = "".join(f" AND {w}" for w in where)
+    named = {f"p{i}": value for i, value in enumerate(params)}
+    for i in range(len(params)):
+        clause = clause.replace("%s", f"%(p{i})s", 1)
+    return _run(conn_id, _SEARCH_SQL.format(where=clause), {"q": q, "limit": limit, **named})

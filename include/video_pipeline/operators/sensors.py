@@ -7,6 +7,7 @@ skips at once instead of waiting for the window to close.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -15,12 +16,39 @@ from airflow.sdk.exceptions import AirflowSkipException
 from include.video_pipeline.config import ConfigError, load_settings
 from include.video_pipeline.core.states import is_upload_key
 
+log = logging.getLogger(__name__)
+
 
 def reprocessing(context: Any) -> bool:
     """Backfill and reprocess runs work on finished videos: nothing needs to arrive."""
     from include.video_pipeline.operators.tasks import reprocess_mode
 
     return reprocess_mode(context) != "none"
+
+
+def yield_to_queued_runs(context: Any) -> None:
+    """A waiting hourly run steps aside when another run is queued behind it.
+
+    With ``max_active_runs=1`` a run triggered by hand (a one-shot run, a
+    reprocess, a backfill) cannot start while the hourly run's sensor waits up
+    to 55 minutes, and the sensor would then take the uploads the user meant
+    the manual run to process. So the scheduled run skips (the next hour's run
+    waits again) and the queued one starts at once.
+    """
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    if dag_run is None or getattr(run_type, "value", run_type) != "scheduled":
+        return
+    try:
+        queued = context["ti"].get_dr_count(dag_id=dag_run.dag_id, states=["queued"])
+    except Exception:  # an older execution API: keep waiting as before
+        log.warning("Could not count queued runs; not yielding", exc_info=True)
+        return
+    if queued:
+        raise AirflowSkipException(
+            f"this hourly run yields to {queued} run(s) queued behind it (triggered by hand or a backfill): "
+            "they process the pending uploads now; the next hourly run waits for uploads again"
+        )
 
 
 def _skip_if_one_shot(context: Any, found: bool, where: str) -> bool:
@@ -50,6 +78,7 @@ def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator
         """``S3KeySensor`` on ``pending/*`` (wildcard) that ends a one-shot run early."""
 
         def poke(self, context: Any) -> bool:
+            yield_to_queued_runs(context)
             if reprocessing(context):
                 return True
             return _skip_if_one_shot(
@@ -75,6 +104,7 @@ class LocalPendingSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         from include.video_pipeline.storage.local import LocalFolderStore
 
+        yield_to_queued_runs(context)
         if reprocessing(context):
             return True
         settings = load_settings()

@@ -11,6 +11,13 @@ from pathlib import Path
 
 from include.video_pipeline.storage.base import ObjectInfo
 
+# mkstemp creates 0600 files; published outputs must be readable by whatever
+# serves the folder (a web server, another user's player), as a plain write
+# would make them. Read once: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 class UnsafeKey(ValueError):
     """A key that would resolve outside the store's root folder."""
@@ -89,6 +96,7 @@ class LocalFolderStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".vp-tmp-", dir=target.parent)
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 writer(handle)
             os.replace(tmp, target)
@@ -114,6 +122,7 @@ class LocalFolderStore:
         os.close(fd)
         try:
             shutil.copy2(src, tmp)
+            os.chmod(tmp, FILE_MODE)  # copy2 carries the source's mode, which may be an upload's 0600
             os.replace(tmp, dst)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
