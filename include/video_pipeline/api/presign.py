@@ -32,14 +32,7 @@ def signing_client(settings: Settings, api_settings: ApiSettings) -> Any:
     Credentials and region come from the same Airflow connection the pipeline
     uses (``aws_conn_id``). Signing is local computation: this client makes no
     request unless asked to.
-
-    With ``VIDEO_PIPELINE_STORAGE=gcs`` it is a :class:`GcsSigner` instead (V4
-    signed URLs of the native store); the ``presign_*`` functions take either.
     """
-    if settings.storage == "gcs":
-        from include.video_pipeline.hooks.object_store import ObjectStoreHook
-
-        return GcsSigner(ObjectStoreHook(settings=settings).get_store(), api_settings.public_endpoint_url)
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from botocore.config import Config
 
@@ -50,23 +43,13 @@ def signing_client(settings: Settings, api_settings: ApiSettings) -> Any:
     if endpoint and not (base.s3 or {}).get("addressing_style"):
         # Custom endpoints (MinIO, Beget, GCS) are reached by path, as ObjectStoreHook does.
         base = base.merge(Config(s3={"addressing_style": "path"}))
-    # The checksum behaviour of every client the pipeline builds (storage/s3.py), so
-    # a later boto3 that puts checksum parameters into presigned URLs changes nothing here.
-    config = base.merge(
-        Config(
-            signature_version="s3v4",
-            request_checksum_calculation=settings.s3_request_checksum,
-            response_checksum_validation=settings.s3_response_checksum,
-        )
-    )
+    config = base.merge(Config(signature_version="s3v4"))
     region = conn_config.region_name or settings.s3_region or "us-east-1"
     return hook.get_session(region_name=region).client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 
 def presign_put(client: Any, bucket: str, key: str, upload: UploadRequest, expires_seconds: int) -> str:
     """A PUT URL bound to exactly this key, content type and byte count."""
-    if isinstance(client, GcsSigner):
-        return client.put(key, upload, expires_seconds)
     return str(
         client.generate_presigned_url(
             "put_object",
@@ -88,11 +71,6 @@ def presign_post(client: Any, bucket: str, key: str, upload: UploadRequest, expi
     S3 checks a POST policy's ``content-length-range`` against the file part
     itself, which also works for browsers that cannot set Content-Length.
     """
-    if isinstance(client, GcsSigner):
-        url, fields = client.store.signed_post(
-            key, content_type=upload.content_type, max_bytes=upload.size_bytes, expires_seconds=expires_seconds
-        )
-        return PresignedPost(url=url, fields=fields)
     response = client.generate_presigned_post(
         Bucket=bucket,
         Key=key,
@@ -107,42 +85,8 @@ def presign_post(client: Any, bucket: str, key: str, upload: UploadRequest, expi
 
 
 def presign_get(client: Any, bucket: str, key: str, expires_seconds: int) -> str:
-    if isinstance(client, GcsSigner):
-        return str(client.store.signed_url(key, expires_seconds=expires_seconds, api_endpoint=client.endpoint))
     return str(
         client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds, HttpMethod="GET"
         )
     )
-
-
-def upload_headers(client: Any, upload: UploadRequest) -> dict[str, str]:
-    """The headers a PUT to :func:`presign_put`'s URL must send (each one is signed)."""
-    headers = {"Content-Type": upload.content_type, "Content-Length": str(upload.size_bytes)}
-    if isinstance(client, GcsSigner):
-        headers[GCS_LENGTH_HEADER] = f"{upload.size_bytes},{upload.size_bytes}"
-    return headers
-
-
-# GCS refuses a PUT to a signed URL whose body is outside this range; signed, so it cannot be dropped.
-GCS_LENGTH_HEADER = "x-goog-content-length-range"
-
-
-@dataclass(frozen=True)
-class GcsSigner:
-    """V4 signing for a GCS bucket through the pipeline's ``GCSStore`` (storage/gcs.py)."""
-
-    store: Any
-    endpoint: str | None = None  # ApiSettings.public_endpoint_url; None = storage.googleapis.com
-
-    def put(self, key: str, upload: UploadRequest, expires_seconds: int) -> str:
-        return str(
-            self.store.signed_url(
-                key,
-                expires_seconds=expires_seconds,
-                method="PUT",
-                content_type=upload.content_type,
-                headers={GCS_LENGTH_HEADER: f"{upload.size_bytes},{upload.size_bytes}"},
-                api_endpoint=self.endpoint,
-            )
-        )
