@@ -67,7 +67,20 @@ cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 cp /etc/hosts "$ROOTFS/etc/hosts"
 # Package scripts must not start daemons: this root file system shares the host's network.
 printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d" && chmod 755 "$ROOTFS/usr/sbin/policy-rc.d"
-mkdir -p "$ROOTFS/mnt/source" "$ROOTFS/var/log/fresh-check"
+mkdir -p "$ROOTFS/mnt/source"
+# The network's TLS setup belongs to the machine, not the project: where this host trusts
+# extra CAs (a TLS-inspecting egress proxy), the copy trusts them too, and the variables
+# that point tools at the system bundle (uv reads SSL_CERT_FILE) are carried in.
+mkdir -p "$ROOTFS/usr/local/share/ca-certificates/host"
+if [[ -r /etc/ssl/certs/ca-certificates.crt ]]; then
+  awk -v dir="$ROOTFS/usr/local/share/ca-certificates/host" \
+    '/BEGIN CERTIFICATE/ { n++; file = sprintf("%s/%03d.crt", dir, n) } file { print > file } /END CERTIFICATE/ { file = "" }' \
+    /etc/ssl/certs/ca-certificates.crt
+fi
+tls_env=()
+for name in SSL_CERT_FILE SSL_CERT_DIR PIP_CERT REQUESTS_CA_BUNDLE CURL_CA_BUNDLE; do
+  [[ -n ${!name:-} ]] && tls_env+=("$name=${!name}")
+done
 
 # Inside the namespaces: mounts, then each step under chroot with a clean environment.
 inner=$(
@@ -80,7 +93,8 @@ mount --rbind /dev "$R/dev"
 mount -t tmpfs -o size=2g tmpfs "$R/dev/shm"
 mount --bind -o ro "$REPO" "$R/mnt/source"
 in_root() {
-  env -i HOME=/root USER=root LOGNAME=root TERM=dumb LANG=C.UTF-8 \
+  # shellcheck disable=SC2086 # TLS_ENV is a list of NAME=value words without spaces
+  env -i HOME=/root USER=root LOGNAME=root TERM=dumb LANG=C.UTF-8 $TLS_ENV \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot "$R" /bin/bash -c "$1"
 }
 step() { # step NAME COMMAND: times COMMAND, logs it, records its exit status
@@ -91,7 +105,7 @@ step() { # step NAME COMMAND: times COMMAND, logs it, records its exit status
   printf '%s %s %s\n' "$name" "$rc" "$((SECONDS - started))" >>"$LOGS/steps"
   return $rc
 }
-step prerequisites "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git make ca-certificates" || exit 0
+step prerequisites "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git make ca-certificates && update-ca-certificates >/dev/null" || exit 0
 step clone "git clone -q /mnt/source /root/video-pipeline && git -C /root/video-pipeline log -1 --format='%h %s'" || exit 0
 umount "$R/mnt/source"  # nothing beside the clone from here on
 for name in $STEPS; do
@@ -100,7 +114,7 @@ done
 INNER
 )
 log "running in $ROOTFS (steps: $steps)"
-ROOTFS=$ROOTFS REPO=$REPO LOGS=$LOGS STEPS=$steps \
+ROOTFS=$ROOTFS REPO=$REPO LOGS=$LOGS STEPS=$steps TLS_ENV="${tls_env[*]}" \
   unshare --mount --pid --fork --propagation private bash -c "$inner" || true
 
 echo
