@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DATABASES = ("video_pipeline", "airflow")
 
@@ -96,9 +97,9 @@ def _prepare_cluster_dir(data_dir: Path, cluster: Path, owner: str) -> None:
     """A folder the server user owns, recorded in the project folder; no other permission changes."""
     home = cluster.parent  # <clusters>/<name>-<hash>: pgdata/ and the back-reference (initdb wants pgdata empty)
     if not home.parent.exists():
-        subprocess.run(_as_owner(["mkdir", "-p", "-m", "0700", str(home.parent)], owner), check=True)
+        _run_as(["mkdir", "-p", "-m", "0700", str(home.parent)], owner, check=True)
     _prune_orphans(home.parent)
-    subprocess.run(_as_owner(["mkdir", "-p", "-m", "0700", str(cluster)], owner), check=True)
+    _run_as(["mkdir", "-p", "-m", "0700", str(cluster)], owner, check=True)
     (home / "project-folder").write_text(str(data_dir))
     (data_dir / "cluster").write_text(str(cluster))
 
@@ -139,6 +140,11 @@ def _as_owner(args: list[str], owner: str | None) -> list[str]:
     return ["runuser", "-u", owner, "--", *args] if owner else args
 
 
+def _run_as(args: list[str], owner: str | None, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    # From "/" as the server user: our working folder (under /root, say) may be closed to it.
+    return subprocess.run(_as_owner(args, owner), cwd="/" if owner else None, **kwargs)
+
+
 @dataclass(frozen=True)
 class LocalPostgres:
     data_dir: Path  # the project's folder for this server (port file, and the cluster unless root)
@@ -165,49 +171,25 @@ def start(data_dir: Path, port: int | None = None) -> LocalPostgres:
     if not (cluster / "PG_VERSION").exists():
         if owner and cluster != data_dir:
             _prepare_cluster_dir(data_dir, cluster, owner)
-        subprocess.run(
-            _as_owner(
-                [
-                    str(binaries / "initdb"),
-                    "-D",
-                    str(cluster),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--locale=C.UTF-8",
-                ],
-                owner,
-            ),
+        initdb = [str(binaries / "initdb"), "-D", str(cluster), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        _run_as(
+            [*initdb, "--locale=C.UTF-8"],
+            owner,
             check=True,
             stdout=subprocess.DEVNULL,
         )
     port = port or _free_port()
     socket_dir = cluster / "socket"
     if not socket_dir.is_dir():
-        subprocess.run(_as_owner(["mkdir", "-m", "0700", str(socket_dir)], owner), check=True)
+        _run_as(["mkdir", "-m", "0700", str(socket_dir)], owner, check=True)
     options = (
         f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    subprocess.run(
-        _as_owner(
-            [
-                str(binaries / "pg_ctl"),
-                "-D",
-                str(cluster),
-                "-o",
-                options,
-                "-l",
-                str(cluster / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            owner,
-        ),
+    pg_ctl = [str(binaries / "pg_ctl"), "-D", str(cluster), "-o", options, "-l", str(cluster / "server.log")]
+    _run_as(
+        [*pg_ctl, "-w", "-t", "60", "start"],
+        owner,
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -256,8 +238,9 @@ def stop(data_dir: Path) -> None:
     cluster = cluster_dir(Path(data_dir))
     if not (cluster / "postmaster.pid").exists():
         return
-    subprocess.run(
-        _as_owner([str(bin_dir() / "pg_ctl"), "-D", str(cluster), "-m", "fast", "-w", "stop"], _owner()),
+    _run_as(
+        [str(bin_dir() / "pg_ctl"), "-D", str(cluster), "-m", "fast", "-w", "stop"],
+        _owner(),
         check=False,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
