@@ -9,13 +9,16 @@ a transcript and an AI analysis.
 1. `wait_for_uploads` — waits for a file in `pending/` (S3KeySensor, or the local
    folder). If nothing arrives before the run's window closes, the run ends with
    its tasks *skipped*, not failed. A `one_shot` run skips at once.
-2. `claim_uploads` — claims up to `batch_size` uploads in the PostgreSQL ledger
+2. `check_analysis_provider` — checks the analysis provider once (key, model,
+   region, quota); when it cannot work the run stops here with the reason, and
+   every upload stays in `pending/`.
+3. `claim_uploads` — claims up to `batch_size` uploads in the PostgreSQL ledger
    (atomically: no upload is ever claimed by two runs) and moves them to
    `processing/`.
-3. `video` (one mapped group per video, named after the file in the grid):
+4. `video` (one mapped group per video, named after the file in the grid):
    `transcode` ∥ `transcribe` → `analyze` → `publish`. Transcode and transcribe
    start together from the same source; outputs land in `outputs/<video id>/`.
-4. `reconcile` — always runs last: makes the bucket agree with the ledger,
+5. `reconcile` — always runs last: makes the bucket agree with the ledger,
    returns stale claims from dead runs, and logs a summary.
 
 **Reprocessing:** `airflow backfill create --dag-id video_pipeline --from-date … --to-date …`
@@ -123,6 +126,15 @@ def video_pipeline() -> None:
         retries=0,
     )
 
+    @task(
+        doc_md="Check the analysis provider once (key, model, region, quota) before anything is claimed; "
+        "on failure the run stops with the reason and every upload stays in pending/."
+    )
+    def check_analysis_provider(**context: Any) -> dict[str, Any]:
+        from include.video_pipeline.operators.preflight import check_analysis_provider as check
+
+        return check(context)
+
     @task(doc_md="Claim uploads in the ledger and move them to processing/; returns ids and keys only.")
     def claim_uploads(**context: Any) -> list[dict[str, Any]]:
         from include.video_pipeline.operators.tasks import claim_uploads as claim
@@ -163,7 +175,7 @@ def video_pipeline() -> None:
         return reconcile_run(context)
 
     claimed = claim_uploads()
-    uploads_waiting >> claimed
+    uploads_waiting >> check_analysis_provider() >> claimed
     videos = process_video.expand(video=claimed)
     videos >> reconcile()
 

@@ -33,6 +33,10 @@ WhisperBackend = Literal["faster-whisper", "openai-whisper"]
 AnalyzerKind = Literal["auto", "gemini", "vertex", "openai-compatible", "offline"]
 GeminiSdk = Literal["google-genai"]
 
+# Kept in step with core.analysis.DEFAULT_GEMINI_MODELS (a test checks), written
+# out here so that reading settings imports no analysis code.
+DEFAULT_GEMINI_MODEL = "gemini-3.1-flash-lite,gemini-3.5-flash"
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -130,7 +134,9 @@ class AnalysisSettings:
     # auto: Gemini when a key is configured, else offline. vertex and
     # openai-compatible are only used when asked for by name.
     analyzer: AnalyzerKind = "auto"
-    gemini_model: str = "gemini-2.5-flash"
+    # An ordered, comma-separated list: a model the provider reports retired or
+    # unknown is skipped for the rest of the run and the next one is used.
+    gemini_model: str = DEFAULT_GEMINI_MODEL
     gemini_conn_id: str = "gemini_default"
     gemini_base_url: str | None = None  # for proxies and the test servers (Gemini and Vertex); None = Google's
     gemini_sdk: GeminiSdk = "google-genai"
@@ -151,8 +157,21 @@ class AnalysisSettings:
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
     max_total_wait_seconds: float = 300.0
-    # Extra or corrected prices, USD per million (input, output) tokens, by model-name prefix.
-    prices: tuple[tuple[str, float, float], ...] = ()
+    # Extra or corrected prices, USD per million (input, output[, cached input]) tokens, by model-name prefix.
+    prices: tuple[tuple[str, float, float] | tuple[str, float, float, float], ...] = ()
+    # Spending caps (None = off): an analysis whose estimate would cross one waits in pending/.
+    budget_usd_per_day: float | None = None
+    budget_usd_per_video: float | None = None
+    # One requests/tokens-per-window budget shared by every task and worker (0 = no limit),
+    # counted in the results database; Google counts per project and per minute.
+    requests_per_minute: int = 60
+    tokens_per_minute: int = 1_000_000
+    rate_window_seconds: float = 60.0
+
+    @property
+    def gemini_models(self) -> tuple[str, ...]:
+        """``gemini_model`` as the ordered list of models to try."""
+        return tuple(m.strip() for m in self.gemini_model.split(",") if m.strip())
 
 
 @dataclass(frozen=True)
@@ -184,8 +203,8 @@ class Settings:
         return str(self.local_root) if self.storage == "local" else f"s3://{self.bucket}"
 
 
-def _prices(name: str, raw: str | None) -> tuple[tuple[str, float, float], ...]:
-    """``{"model-prefix": [input, output], ...}`` in USD per million tokens."""
+def _prices(name: str, raw: str | None) -> tuple[tuple[str, float, float] | tuple[str, float, float, float], ...]:
+    """``{"model-prefix": [input, output] or [input, output, cached input], ...}`` in USD per million tokens."""
     if raw is None:
         return ()
     try:
@@ -193,20 +212,29 @@ def _prices(name: str, raw: str | None) -> tuple[tuple[str, float, float], ...]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{name} must be a JSON object: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f'{name} must be a JSON object like {{"gemini-2.5-flash": [0.30, 2.50]}}')
+        raise ConfigError(f'{name} must be a JSON object like {{"gemini-3.5-flash": [1.50, 9.00, 0.15]}}')
     prices = []
     for model, pair in data.items():
         valid = (
             isinstance(pair, list)
-            and len(pair) == 2
+            and len(pair) in (2, 3)
             and all(
                 isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p >= 0 for p in pair
             )
         )
         if not model.strip() or not valid:
-            raise ConfigError(f"{name}: {model!r} needs [input, output] USD per million tokens, got {pair!r}")
-        prices.append((model.strip(), float(pair[0]), float(pair[1])))
+            raise ConfigError(
+                f"{name}: {model!r} needs [input, output] or [input, output, cached input] USD per million "
+                f"tokens, got {pair!r}"
+            )
+        prices.append((model.strip(), *(float(p) for p in pair)))
     return tuple(prices)
+
+
+def _budget(env: Mapping[str, str], name: str) -> float | None:
+    """A USD cap; unset or 0 means no cap."""
+    value = _float(env, name, 0.0, minimum=0.0)
+    return value or None
 
 
 def _analysis(env: Mapping[str, str]) -> AnalysisSettings:
@@ -234,7 +262,7 @@ def _analysis(env: Mapping[str, str]) -> AnalysisSettings:
         )
     return AnalysisSettings(
         analyzer=analyzer,  # type: ignore[arg-type]
-        gemini_model=_get(env, "VIDEO_PIPELINE_GEMINI_MODEL", default="gemini-2.5-flash") or "gemini-2.5-flash",
+        gemini_model=_models(env, "VIDEO_PIPELINE_GEMINI_MODEL"),
         gemini_conn_id=_get(env, "VIDEO_PIPELINE_GEMINI_CONN_ID", default="gemini_default") or "gemini_default",
         gemini_base_url=_get(env, "VIDEO_PIPELINE_GEMINI_BASE_URL"),
         gemini_sdk="google-genai",
@@ -254,7 +282,20 @@ def _analysis(env: Mapping[str, str]) -> AnalysisSettings:
         max_total_wait_seconds=_float(env, "VIDEO_PIPELINE_ANALYSIS_MAX_RETRY_WAIT_SECONDS", 300.0, minimum=0.0),
         # Read with _get (not inside _prices) so the .env.example coverage scan sees the name.
         prices=_prices("VIDEO_PIPELINE_PRICES_JSON", _get(env, "VIDEO_PIPELINE_PRICES_JSON")),
+        budget_usd_per_day=_budget(env, "VIDEO_PIPELINE_BUDGET_USD_PER_DAY"),
+        budget_usd_per_video=_budget(env, "VIDEO_PIPELINE_BUDGET_USD_PER_VIDEO"),
+        requests_per_minute=_int(env, "VIDEO_PIPELINE_GEMINI_RPM", 60, minimum=0),
+        tokens_per_minute=_int(env, "VIDEO_PIPELINE_GEMINI_TPM", 1_000_000, minimum=0),
+        rate_window_seconds=_float(env, "VIDEO_PIPELINE_GEMINI_RATE_WINDOW_SECONDS", 60.0, minimum=1.0),
     )
+
+
+def _models(env: Mapping[str, str], name: str) -> str:
+    raw = _get(env, name, default=DEFAULT_GEMINI_MODEL) or DEFAULT_GEMINI_MODEL
+    models = [m.strip() for m in raw.split(",") if m.strip()]
+    if not models or any(" " in m for m in models):
+        raise ConfigError(f"{name} must be a model id or a comma-separated list of them, got {raw!r}")
+    return ",".join(models)
 
 
 def _heights(name: str, raw: str | None, default: tuple[int, ...]) -> tuple[int, ...]:

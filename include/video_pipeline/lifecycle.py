@@ -324,6 +324,7 @@ class VideoLifecycle:
                             error_class=last.get("error_class", "Incomplete"),
                             message=last.get("message", "the run ended before this video finished all stages"),
                             attempt=int(last.get("attempt", 0)),
+                            reason=last.get("reason") or "incomplete",
                             video_id=vid,
                             source_key=row["source_key"],
                             details={"reconciled": True},

@@ -139,6 +139,18 @@ def build_run_summary(report: ReconcileReport, db: LedgerReader) -> dict[str, An
         )
     if starts and ends:
         summary["wall_seconds"] = _seconds_between(min(starts), max(ends))
+    try:
+        from include.video_pipeline.hooks.provider_state import provider_check, spend_report
+
+        summary["provider_check"] = provider_check(db, report.run_id)
+        spend = spend_report(db, report.run_id)
+    except Exception:
+        log.warning("Run summary: could not read the analysis spend of %s", report.run_id, exc_info=True)
+    else:
+        summary["analysis_spend"] = spend
+        per_video_usd = {v["video_id"]: v["usd"] for v in spend["videos"]}
+        for video in summary["videos"]:
+            video["analysis_usd"] = per_video_usd.get(video["video_id"], 0.0)
     return summary
 
 
@@ -176,6 +188,14 @@ def format_run_summary(summary: Mapping[str, Any]) -> str:
             name = str(video.get("source_key"))
             name = name if len(name) <= width else name[: width - 1] + "…"
             lines.append(f"{name:<{width}} {_cell(video.get('state')):<10} {_cell(video.get('seconds')):>8}")
+    check = summary.get("provider_check") or {}
+    if check.get("ok") is False:
+        lines.append(f"  analysis provider: {check.get('message')}")
+    spend = summary.get("analysis_spend")
+    if spend:
+        lines.append(
+            f"analysis spend: ${spend['run_usd']:.6f} this run, ${spend['day_usd']:.6f} on {spend['day']} (UTC)"
+        )
     for failure in summary.get("failures") or []:
         lines.append(
             f"  failed: {failure.get('source_key')} at {failure.get('stage')}: "

@@ -44,7 +44,9 @@ def test_no_import_errors(dagbag):
 def test_task_graph_is_as_designed(dag):
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
-        "wait_for_uploads": ["claim_uploads"],
+        "wait_for_uploads": ["check_analysis_provider"],
+        # the provider is checked before anything is claimed: a failure leaves every upload pending
+        "check_analysis_provider": ["claim_uploads"],
         "claim_uploads": ["video.analyze", "video.publish", "video.transcode", "video.transcribe"],
         # transcode and transcribe start together from the source; neither waits for the other
         "video.transcode": ["video.publish"],

@@ -9,8 +9,8 @@ parsing and error classes, not a mock of them.
         ...  # run code with AnalysisSettings(gemini_base_url=server.base_url)
         assert server.generate_requests[0].body["generationConfig"]["responseJsonSchema"]
 
-Endpoints: ``POST /v1beta/models/{model}:generateContent`` and ``:countTokens``
-(the Gemini API), the same actions under Vertex AI's
+Endpoints: ``POST /v1beta/models/{model}:generateContent`` and ``:countTokens``,
+``GET /v1beta/models/{model}`` and ``GET /v1beta/models`` (the Gemini API), the same under Vertex AI's
 ``/v1beta1/projects/{project}/locations/{location}/publishers/google/models/{model}``,
 and ``POST /token``, an OAuth 2.0 token endpoint for service-account JWTs, so a
 key file whose ``token_uri`` points here makes google-auth fetch a real bearer
@@ -20,6 +20,14 @@ empty it answers with a valid analysis grounded in the transcript lines of the
 prompt (``[12.3-15.0] text``), in the language the prompt asks for. Shapes follow
 https://ai.google.dev/api/generate-content and the errors the API really returns
 (``google.rpc`` details such as ``QuotaFailure``, ``RetryInfo``, ``ErrorInfo``).
+
+Like today's API it refuses the retired 2.5 family with 404 NOT_FOUND
+(``retired_models``), and it can play a country the API does not serve
+(``location_unsupported``: 400 FAILED_PRECONDITION on every call), report
+thinking and cached tokens in ``usageMetadata``, and enforce a
+requests-per-window limit on generateContent the way Google does: 429
+RESOURCE_EXHAUSTED with the wait only in the body's ``RetryInfo``, no
+``Retry-After`` header (``rpm_limit``; ``rate_limited`` counts the refusals).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +52,14 @@ _PATH = re.compile(
     r"^/(?P<version>v1\w*)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/)?"
     r"models/(?P<model>[^/:]+):(?P<action>\w+)$"
 )
+_GET_PATH = re.compile(
+    r"^/(?P<version>v1\w*)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/)?"
+    r"models(?:/(?P<model>[^/:]+))?$"
+)
+# Shut down on 2026-12-01: the API answers 404 NOT_FOUND for them.
+RETIRED_MODELS = frozenset({"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-2.0-flash"})
+# What models.list answers (any other id that is not retired is served too).
+LISTED_MODELS = ("gemini-3.1-flash-lite", "gemini-3.5-flash", "gemini-3.1-pro-preview")
 ACCESS_TOKEN = "ya29.fake-loopback-access-token"
 
 
@@ -53,7 +70,7 @@ class RecordedRequest:
     method: str
     path: str
     model: str
-    action: str  # "generateContent" or "countTokens"
+    action: str  # "generateContent", "countTokens", "get" or "list"
     headers: dict[str, str]
     body: dict[str, Any]
     project: str | None = None  # Vertex AI paths only
@@ -141,12 +158,17 @@ def analysis_from_prompt(prompt: str, system: str = "") -> dict[str, Any]:
     }
 
 
-def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {
+def _usage(prompt_tokens: int, output_tokens: int, thoughts: int = 0, cached: int = 0) -> dict[str, int]:
+    usage = {
         "promptTokenCount": prompt_tokens,
         "candidatesTokenCount": output_tokens,
-        "totalTokenCount": prompt_tokens + output_tokens,
+        "totalTokenCount": prompt_tokens + output_tokens + thoughts,
     }
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    if cached:
+        usage["cachedContentTokenCount"] = min(cached, prompt_tokens)
+    return usage
 
 
 def _error(code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -270,6 +292,38 @@ class Reply:
         return cls(status=code, body=_error(code, status, message))
 
     @classmethod
+    def model_not_found(cls, model: str) -> Reply:
+        """What a shut-down model answers."""
+        message = f"models/{model} is not found for API version v1beta, or is not supported for generateContent."
+        return cls(status=404, body=_error(404, "NOT_FOUND", message))
+
+    @classmethod
+    def location_unsupported(cls) -> Reply:
+        """What the Gemini API answers from a country it does not serve."""
+        return cls(
+            status=400, body=_error(400, "FAILED_PRECONDITION", "User location is not supported for the API use.")
+        )
+
+    @classmethod
+    def per_minute_limit(cls, retry_seconds: float, limit: int) -> Reply:
+        """429 for a per-minute limit as the real API sends it: the wait in RetryInfo, no Retry-After header."""
+        details = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                        "quotaValue": str(limit),
+                    }
+                ],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{max(1, round(retry_seconds))}s"},
+        ]
+        message = "You exceeded your current quota, please check your plan and billing details."
+        return cls(status=429, body=_error(429, "RESOURCE_EXHAUSTED", message, details))
+
+    @classmethod
     def invalid_key(cls) -> Reply:
         details = [
             {
@@ -291,7 +345,12 @@ class Reply:
 def _candidate(text: str, request: RecordedRequest, *, output_tokens: int = 0) -> dict[str, Any]:
     return {
         "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": _usage(max(1, len(request.prompt_text) // 4), output_tokens or max(1, len(text) // 4)),
+        "usageMetadata": _usage(
+            max(1, len(request.prompt_text) // 4),
+            output_tokens or max(1, len(text) // 4),
+            int(request.headers.get("x-fake-thoughts", "0")),
+            int(request.headers.get("x-fake-cached", "0")),
+        ),
         "modelVersion": request.model,
         "responseId": "fake-response",
     }
@@ -304,10 +363,28 @@ class FakeGeminiServer(LoopbackServer):
         ``API_KEY_INVALID`` answer, as Google would give.
     """
 
-    def __init__(self, *, api_key: str | None = None):
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        retired_models: frozenset[str] = RETIRED_MODELS,
+        location_unsupported: bool = False,
+        thoughts_tokens: int = 0,
+        cached_tokens: int = 0,
+        rpm_limit: int | None = None,
+        rpm_window_seconds: float = 60.0,
+    ):
         super().__init__()
         self.thread_name = "fake-gemini"
         self.api_key = api_key
+        self.retired_models = retired_models
+        self.location_unsupported = location_unsupported
+        self.thoughts_tokens = thoughts_tokens
+        self.cached_tokens = cached_tokens
+        self.rpm_limit = rpm_limit
+        self.rpm_window_seconds = rpm_window_seconds
+        self.rate_limited = 0  # generateContent requests refused for the per-window limit
+        self._served_at: deque[float] = deque()  # arrival times of accepted generateContent calls
         self.token_requests: list[dict[str, list[str]]] = []
         # countTokens answers: None counts like the real API would (about 4
         # characters a token); a Reply scripts an error instead.
@@ -359,6 +436,15 @@ class FakeGeminiServer(LoopbackServer):
                     )
             elif self.api_key is not None and request.api_key != self.api_key:
                 return Reply.invalid_key()
+            if self.location_unsupported and request.project is None:
+                return Reply.location_unsupported()
+            if request.model in self.retired_models:
+                return Reply.model_not_found(request.model)
+            if request.action == "list":
+                names = [m for m in LISTED_MODELS if m not in self.retired_models]
+                return Reply(body={"models": [_model_resource(m) for m in names]})
+            if request.action == "get":
+                return Reply(body=_model_resource(request.model))
             if request.action == "countTokens":
                 if self.count_tokens_reply is not None:
                     return self.count_tokens_reply
@@ -366,12 +452,55 @@ class FakeGeminiServer(LoopbackServer):
                 return Reply(body={"totalTokens": tokens})
             if request.action != "generateContent":
                 return Reply(status=404, body=_error(404, "NOT_FOUND", f"Unknown action {request.action}."))
+            if self.rpm_limit is not None:
+                now = time.monotonic()
+                while self._served_at and self._served_at[0] <= now - self.rpm_window_seconds:
+                    self._served_at.popleft()
+                if len(self._served_at) >= self.rpm_limit:
+                    self.rate_limited += 1
+                    wait = self._served_at[0] + self.rpm_window_seconds - now
+                    return Reply.per_minute_limit(wait, self.rpm_limit)
+                self._served_at.append(now)
             return self._replies.popleft() if self._replies else Reply.analysis()
+
+
+def _model_resource(model: str) -> dict[str, Any]:
+    return {
+        "name": f"models/{model}",
+        "baseModelId": model,
+        "version": "001",
+        "displayName": model,
+        "inputTokenLimit": 1_048_576,
+        "outputTokenLimit": 65_536,
+        "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
+        "thinking": True,
+    }
 
 
 def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            match = _GET_PATH.match(url.path)
+            if not match:
+                self._send(Reply(status=404, body=_error(404, "NOT_FOUND", f"No route for {url.path}.")), None)
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if "key" in (query := parse_qs(url.query)):
+                headers.setdefault("x-goog-api-key", query["key"][0])
+            request = RecordedRequest(
+                method="GET",
+                path=url.path,
+                model=match["model"] or "",
+                action="get" if match["model"] else "list",
+                headers=headers,
+                body={},
+                project=match["project"],
+                location=match["location"],
+            )
+            self._send(fake._record(request), request)
 
         def do_POST(self) -> None:
             url = urlsplit(self.path)
@@ -391,6 +520,9 @@ def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             if "key" in (query := parse_qs(url.query)):
                 headers.setdefault("x-goog-api-key", query["key"][0])
+            # The server's usage settings travel with the request to the reply builders.
+            headers["x-fake-thoughts"] = str(fake.thoughts_tokens)
+            headers["x-fake-cached"] = str(fake.cached_tokens)
             request = RecordedRequest(
                 method="POST",
                 path=url.path,

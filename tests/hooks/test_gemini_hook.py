@@ -81,7 +81,7 @@ def make_analyzer(server, waits, *, max_retries=3, max_chunk_tokens=30_000, **ho
 def test_well_formed_answer_becomes_a_grounded_russian_analysis(server, waits):
     result = make_analyzer(server, waits).analyze(make_transcript(), title="Встреча.mp4")
 
-    assert result.analyzer == "gemini" and result.model == "gemini-2.5-flash"
+    assert result.analyzer == "gemini" and result.model == "gemini-3.1-flash-lite"
     assert result.language == result.data["language"] == "ru"
     assert schema_errors(result.data) == []
     assert result.flags == ()
@@ -91,7 +91,7 @@ def test_well_formed_answer_becomes_a_grounded_russian_analysis(server, waits):
     assert result.data["quotes"][0]["text"] in make_transcript().text
 
     [request] = server.generate_requests
-    assert request.model == "gemini-2.5-flash"
+    assert request.model == "gemini-3.1-flash-lite"
     assert request.api_key == API_KEY
     config = request.generation_config
     assert config["responseMimeType"] == "application/json"
@@ -268,3 +268,93 @@ def test_gemini_without_a_key_is_a_permanent_error(no_key_env):
 def test_offline_setting_never_looks_for_a_key(monkeypatch, no_key_env):
     monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
     assert build_analyzer(AnalysisSettings(analyzer="offline")).name == "offline"
+
+
+# -- today's API: retired models, regions, thinking tokens, body-only RetryInfo -----------------
+
+
+def test_a_retired_model_is_skipped_once_and_the_next_one_answers(server, waits, caplog):
+    from include.video_pipeline.hooks import llm_base
+
+    llm_base._WARNED_MODELS.discard("gemini-2.5-flash")
+    settings = AnalysisSettings(
+        analyzer="gemini", gemini_base_url=server.base_url, gemini_model="gemini-2.5-flash,gemini-3.5-flash"
+    )
+    analyzer = build_analyzer(settings, backoff_base_seconds=0.01, sleep=waits)
+    with caplog.at_level("WARNING"):
+        first = analyzer.analyze(make_transcript(), title="a.mp4")
+        second = analyzer.analyze(make_transcript(), title="b.mp4")
+
+    assert first.model == second.model == "gemini-3.5-flash"
+    assert [r.model for r in server.generate_requests] == ["gemini-2.5-flash", "gemini-3.5-flash", "gemini-3.5-flash"]
+    retired = [r for r in caplog.records if "gemini-2.5-flash is retired" in r.getMessage()]
+    assert len(retired) == 1 and "using gemini-3.5-flash" in retired[0].getMessage()
+    assert waits == []  # a retired model is not a reason to back off
+
+
+def test_only_retired_models_is_a_provider_failure_that_names_a_current_one(server, waits):
+    from include.video_pipeline.hooks.llm_base import MODEL_UNAVAILABLE, ProviderUnavailable
+
+    settings = AnalysisSettings(analyzer="gemini", gemini_base_url=server.base_url, gemini_model="gemini-2.5-pro")
+    hook = build_analyzer(settings, sleep=waits).hook
+    with pytest.raises(ProviderUnavailable) as failure:
+        hook.preflight()
+    assert failure.value.reason == MODEL_UNAVAILABLE
+    assert "gemini-2.5-pro" in str(failure.value) and "gemini-3.1-flash-lite" in str(failure.value)
+    assert [r.action for r in server.requests] == ["get"]
+
+
+def test_preflight_checks_the_model_and_the_key_with_free_calls_only(server, waits):
+    settings = AnalysisSettings(analyzer="gemini", gemini_base_url=server.base_url)
+    assert build_analyzer(settings, sleep=waits).hook.preflight() == "gemini-3.1-flash-lite"
+    assert [(r.method, r.action) for r in server.requests] == [("GET", "get"), ("POST", "countTokens")]
+    assert server.generate_requests == []
+
+
+def test_unsupported_location_says_what_to_use_instead(monkeypatch, no_key_env, waits):
+    from include.video_pipeline.hooks.llm_base import LOCATION_UNSUPPORTED, ProviderUnavailable
+
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    with FakeGeminiServer(api_key=API_KEY, location_unsupported=True) as fake:
+        hook = build_analyzer(AnalysisSettings(analyzer="gemini", gemini_base_url=fake.base_url), sleep=waits).hook
+        with pytest.raises(ProviderUnavailable) as failure:
+            hook.preflight()
+    assert failure.value.reason == LOCATION_UNSUPPORTED
+    message = str(failure.value)
+    assert "User location is not supported" in message and "Vertex AI" in message and "europe-west4" in message
+    assert "OpenAI-compatible" in message and waits == []
+
+
+def test_invalid_key_fails_the_preflight_as_provider_auth(monkeypatch, no_key_env, waits):
+    from include.video_pipeline.hooks.llm_base import PROVIDER_AUTH, ProviderUnavailable
+
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSy-wrong-key-000000000")
+    with FakeGeminiServer(api_key=API_KEY) as fake:
+        hook = build_analyzer(AnalysisSettings(analyzer="gemini", gemini_base_url=fake.base_url), sleep=waits).hook
+        with pytest.raises(ProviderUnavailable) as failure:
+            hook.preflight()
+    assert failure.value.reason == PROVIDER_AUTH and "wrong-key" not in str(failure.value)
+
+
+def test_thinking_and_cached_tokens_are_billed_at_their_rates(monkeypatch, no_key_env, waits):
+    from include.video_pipeline.core.analysis import estimate_cost_usd
+
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    with FakeGeminiServer(api_key=API_KEY, thoughts_tokens=1000, cached_tokens=40) as fake:
+        settings = AnalysisSettings(analyzer="gemini", gemini_base_url=fake.base_url, gemini_model="gemini-3.5-flash")
+        result = build_analyzer(settings, sleep=waits).analyze(make_transcript(), title="x.mp4")
+    usage = result.usage
+    assert usage.thinking_tokens == 1000 and usage.cached_tokens == 40
+    # 3.5 Flash: $1.50 input, $0.15 cached input, $9.00 output (thinking included) per million.
+    expected = ((usage.input_tokens - 40) * 1.50 + 40 * 0.15 + (usage.output_tokens + 1000) * 9.00) / 1e6
+    assert usage.cost_usd == pytest.approx(expected, abs=2e-6)
+    assert usage.cost_usd == estimate_cost_usd(
+        "gemini-3.5-flash", usage.input_tokens, usage.output_tokens, thinking_tokens=1000, cached_tokens=40
+    )
+
+
+def test_a_429_with_retry_info_only_in_the_body_is_waited_out(server, waits):
+    server.enqueue(Reply.per_minute_limit(7, limit=10))
+    result = make_analyzer(server, waits).analyze(make_transcript(), title="x.mp4")
+    assert result.usage.calls == 1 and len(server.generate_requests) == 2
+    assert waits and waits[0] >= 7  # no Retry-After header: the body's RetryInfo set the wait

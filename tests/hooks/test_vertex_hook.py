@@ -78,7 +78,7 @@ def test_vertex_analysis_uses_the_connections_service_account(server, gcp_connec
     assert token_request["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
     assert token_request["assertion"][0].count(".") == 2
     [request] = server.generate_requests
-    assert (request.project, request.location, request.model) == (PROJECT, "europe-west4", "gemini-2.5-flash")
+    assert (request.project, request.location, request.model) == (PROJECT, "europe-west4", "gemini-3.1-flash-lite")
     assert request.path.startswith("/v1beta1/projects/")
     assert request.bearer_token == ACCESS_TOKEN and request.api_key is None
     assert request.generation_config["responseJsonSchema"] == MODEL_RESPONSE_SCHEMA

@@ -215,55 +215,92 @@ def language_name(code: str) -> str:
 
 @dataclass(frozen=True)
 class Usage:
-    """What producing an analysis cost. ``cost_usd`` is an estimate; None when unpriced."""
+    """What producing an analysis cost. ``cost_usd`` is an estimate; None when unpriced.
+
+    ``input_tokens`` is the whole prompt (``promptTokenCount``), of which
+    ``cached_tokens`` (``cachedContentTokenCount``) were billed at the cache rate;
+    ``output_tokens`` is the answer and ``thinking_tokens`` (``thoughtsTokenCount``)
+    the model's reasoning, billed at the output rate.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     latency_seconds: float = 0.0
     calls: int = 0
     cost_usd: float | None = None
+    thinking_tokens: int = 0
+    cached_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         if self.cost_usd is None and other.cost_usd is None:
             cost = None
         else:
-            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+            cost = round((self.cost_usd or 0.0) + (other.cost_usd or 0.0), 6)
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             latency_seconds=self.latency_seconds + other.latency_seconds,
             calls=self.calls + other.calls,
             cost_usd=cost,
+            thinking_tokens=self.thinking_tokens + other.thinking_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
         )
 
 
-# USD per million tokens (input, output), from ai.google.dev/gemini-api/docs/pricing
-# (paid tier, prompts up to 200k tokens). Thinking tokens are billed as output.
-# Keys are model-name prefixes; the longest matching prefix wins, so dated
-# previews ("gemini-2.5-flash-preview-09-2025") get their family's price.
-PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
+# The models the pipeline asks for when VIDEO_PIPELINE_GEMINI_MODEL is unset, in
+# order: the first that exists is used, a retired one is skipped. Chosen for this
+# job (summary, chapters, tags of Russian and English transcripts as one JSON
+# answer, then grounded against the transcript): 3.1 Flash-Lite scores above
+# 2.5 Flash, the model this pipeline was tuned on, at 0.6x its price; 3.5 Flash
+# is the fallback (6x Flash-Lite's price) so a Flash-Lite retirement does not stop
+# analyses. docs/analysis-providers.md has the numbers behind the choice.
+DEFAULT_GEMINI_MODELS: tuple[str, ...] = ("gemini-3.1-flash-lite", "gemini-3.5-flash")
+
+# USD per million tokens: (input, output[, cached input]). Output includes
+# thinking tokens; cached input is what the ``cachedContentTokenCount`` part of
+# a prompt costs instead of the input rate (an entry without it bills cached
+# tokens at CACHED_INPUT_SHARE of its input price, Google's rate for every 2.5
+# and 3.x model). Keys are model-name prefixes; the longest matching prefix
+# wins, so dated or "-preview" ids get their family's price.
+#
+# Paid tier, prompts up to 200k tokens, as of PRICES_AS_OF, from
+#   https://ai.google.dev/gemini-api/docs/pricing (Gemini Developer API)
+#   https://cloud.google.com/vertex-ai/generative-ai/pricing (Vertex AI, global endpoint)
+#   https://ai.google.dev/gemini-api/docs/deprecations (the 2.5 family retired 2026-12-01)
+# Correct or extend it with VIDEO_PIPELINE_PRICES_JSON without a release.
+PRICES_AS_OF = "2026-12-02"
+PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, ...]] = {
+    "gemini-3.5-flash": (1.50, 9.00, 0.15),
+    "gemini-3.1-flash-lite": (0.25, 1.50, 0.025),
+    "gemini-3.1-pro": (2.00, 12.00, 0.20),
+    "gemini-3-flash": (0.50, 3.00, 0.05),
+    # Retired on 2026-12-01; kept so analyses made with them keep their price (a
+    # re-routed request is billed by the model that answered: its modelVersion).
     "gemini-2.5-pro": (1.25, 10.00),
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
     "gemini-2.0-flash": (0.10, 0.40),
     "gemini-2.0-flash-lite": (0.075, 0.30),
 }
+CACHED_INPUT_SHARE = 0.10
+# What one analysis call is expected to write (answer plus thinking), for the
+# budget's estimate before the call: analyses of up to 30k-token chunks come
+# back in 1-3k tokens, and thinking models add about as much again.
+EXPECTED_OUTPUT_TOKENS_PER_CALL = 4_000
+
+PriceTable = Mapping[str, tuple[float, ...]]
+PriceOverride = tuple[str, float, float] | tuple[str, float, float, float]
 
 
-PriceTable = Mapping[str, tuple[float, float]]
-
-
-def price_table(overrides: Iterable[tuple[str, float, float]] = ()) -> dict[str, tuple[float, float]]:
-    """The built-in prices with ``(model prefix, input, output)`` overrides on top."""
+def price_table(overrides: Iterable[PriceOverride] = ()) -> dict[str, tuple[float, ...]]:
+    """The built-in prices with ``(model prefix, input, output[, cached input])`` overrides on top."""
     table = dict(PRICES_PER_MILLION_TOKENS)
-    table.update({prefix: (price_in, price_out) for prefix, price_in, price_out in overrides})
+    table.update({override[0]: tuple(float(p) for p in override[1:]) for override in overrides})
     return table
 
 
-def estimate_cost_usd(
-    model: str, input_tokens: int, output_tokens: int, *, prices: PriceTable | None = None
-) -> float | None:
-    """Estimated price of a call, or None for a model missing from the price table."""
+def model_price(model: str, prices: PriceTable | None = None) -> tuple[float, float, float] | None:
+    """(input, output, cached input) USD per million tokens for ``model``; None when unpriced."""
     table = PRICES_PER_MILLION_TOKENS if prices is None else prices
     # Vertex reports "publishers/google/models/x", the Gemini API "models/x",
     # OpenRouter "vendor/x": the price is keyed by the last part.
@@ -271,8 +308,32 @@ def estimate_cost_usd(
     matches = [prefix for prefix in table if name.startswith(prefix) or model.startswith(prefix)]
     if not matches:
         return None
-    price_in, price_out = table[max(matches, key=len)]
-    return round((input_tokens * price_in + output_tokens * price_out) / 1_000_000, 6)
+    entry = table[max(matches, key=len)]
+    cached = entry[2] if len(entry) > 2 else entry[0] * CACHED_INPUT_SHARE
+    return entry[0], entry[1], cached
+
+
+def estimate_cost_usd(
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    prices: PriceTable | None = None,
+    thinking_tokens: int = 0,
+    cached_tokens: int = 0,
+) -> float | None:
+    """Estimated price of a call, or None for a model missing from the price table.
+
+    ``input_tokens`` includes ``cached_tokens``, as ``promptTokenCount`` does;
+    thinking tokens are billed as output.
+    """
+    price = model_price(model, prices)
+    if price is None:
+        return None
+    price_in, price_out, price_cached = price
+    cached = min(max(cached_tokens, 0), input_tokens)
+    total = (input_tokens - cached) * price_in + cached * price_cached + (output_tokens + thinking_tokens) * price_out
+    return round(total / 1_000_000, 6)
 
 
 @dataclass(frozen=True)
@@ -286,12 +347,77 @@ class AnalysisResult:
     data: dict[str, Any]
     flags: tuple[str, ...] = ()
     usage: Usage = field(default_factory=Usage)
+    # Set when the provider could not be used (key, model, region): why, as
+    # {"reason": code, "message": text}; data is then an empty analysis.
+    unavailable: dict[str, str] | None = None
+
+    @property
+    def made_by(self) -> MadeBy:
+        return analysis_made_by(self.analyzer, self.usage.calls)
 
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
         result["flags"] = list(self.flags)
         result["schema_version"] = SCHEMA_VERSION
+        result["made_by"] = self.made_by
+        result["made_by_note"] = (
+            "no model answered: the analysis provider was unavailable (see unavailable)"
+            if self.unavailable is not None
+            else MADE_BY_NOTE[self.made_by]
+        )
+        if self.made_by == "no_model" and self.unavailable is None:
+            # Nothing was sent to a model (no speech): naming one would claim it wrote this.
+            result["model"] = None
+        if self.unavailable is None:
+            del result["unavailable"]
         return result
+
+
+# Who wrote an analysis, in words a reader of analysis.json, the report and `make run` sees.
+MadeBy = Literal["ai_model", "offline_extractive", "no_model"]
+MADE_BY_NOTE: dict[str, str] = {
+    "ai_model": "written by an AI model from the transcript",
+    "offline_extractive": "extracted by the built-in offline analyzer (keywords and sentences of the transcript); "
+    "no AI model was used",
+    "no_model": "no model was asked: there was no speech to analyse",
+}
+
+
+def analysis_made_by(analyzer: str | None, calls: int | None) -> MadeBy:
+    """``ai_model`` when a model answered, ``offline_extractive`` for the offline analyzer, else ``no_model``."""
+    if analyzer == "offline":
+        return "offline_extractive"
+    return "ai_model" if (calls or 0) > 0 else "no_model"
+
+
+ANALYSIS_UNAVAILABLE_FLAG = "analysis_unavailable"
+
+
+def unavailable_analysis(
+    transcript: Transcript,
+    *,
+    analyzer: AnalyzerName,
+    model: str,
+    reason: str,
+    message: str,
+    output_language: str | None = None,
+) -> AnalysisResult:
+    """The analysis of a video whose provider failed for everyone (key, model, region).
+
+    The video is not at fault, so it still completes with its media and
+    transcript; the empty analysis says why it is empty, and reprocessing adds
+    the real one once the provider works again.
+    """
+    language = resolve_output_language(transcript, output_language)
+    return AnalysisResult(
+        analyzer=analyzer,
+        model=model,
+        prompt_version=PROMPT_VERSION,
+        language=language,
+        data=validate_analysis(empty_analysis(language)),
+        flags=(ANALYSIS_UNAVAILABLE_FLAG,),
+        unavailable={"reason": reason, "message": message},
+    )
 
 
 class Analyzer(Protocol):
@@ -886,9 +1012,35 @@ class ModelAnalyzer:
         parts: list[dict[str, Any]] = []
         flags: list[str] = []
         usage = Usage()
+        prompts = [
+            build_prompt(transcript, title=title, language=language, chunk=chunk, images=len(images))
+            for chunk in chunks
+        ]
+        # A budget is checked for the whole analysis before its first call, so a
+        # video is analysed entirely or not at all (never half, then stopped).
+        begin = getattr(self.hook, "begin_analysis", None)
+        if begin is not None:
+            begin([f"{p.system}\n{p.user}" for p in prompts])
+        try:
+            return self._analyze_chunks(transcript, chunks, prompts, language, images, parts, flags, usage)
+        finally:
+            end = getattr(self.hook, "end_analysis", None)
+            if end is not None:
+                end()
+
+    def _analyze_chunks(
+        self,
+        transcript: Transcript,
+        chunks: Sequence[Chunk],
+        prompts: Sequence[Prompt],
+        language: str,
+        images: Sequence[bytes],
+        parts: list[dict[str, Any]],
+        flags: list[str],
+        usage: Usage,
+    ) -> AnalysisResult:
         prompt_version = PROMPT_VERSION
-        for chunk in chunks:
-            prompt = build_prompt(transcript, title=title, language=language, chunk=chunk, images=len(images))
+        for chunk, prompt in zip(chunks, prompts, strict=True):
             prompt_version = prompt.version
             data, call_usage = self.hook.generate_json(
                 prompt=prompt.user,

@@ -71,7 +71,7 @@ class FailureReport:
     error_class: str
     message: str
     attempt: int
-    reason: str | None = None  # a RejectReason value for rejected input, else None
+    reason: str | None = None  # a RejectReason value for rejected input, else failure_reason()
     retryable: bool = True
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     details: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +106,26 @@ class FailureReport:
             error_class=type(exc).__name__,
             message=message,
             attempt=attempt,
+            reason=failure_reason(exc),
             retryable=not isinstance(exc, (QuotaExhausted, PermanentError)),
             details={"traceback_tail": "".join(traceback.format_exception(exc)[-3:])[-1500:]},
         )
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A stable code for any error, so no error report says ``"reason": null``.
+
+    Errors that know their cause carry it as ``reason`` (a provider's
+    ``provider_auth`` or ``model_unavailable``, ``budget_exceeded``, ...); the
+    rest are named by their kind.
+    """
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    if isinstance(exc, QuotaExhausted):
+        return "quota_exhausted"
+    if isinstance(exc, StageTimeout) or isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, PermanentError):
+        return "permanent_error"
+    return "infrastructure_error"

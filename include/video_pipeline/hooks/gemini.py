@@ -13,9 +13,16 @@ invalid JSON / schema violation        one more call, then ``InvalidModelOutput`
                                        ``Retry-After`` / ``RetryInfo``, total wait capped
 429 daily quota, or 429s that outlast  ``QuotaExhausted``: the video waits for the next run
 the retries
-400 API_KEY_INVALID, 401, 403, 404     ``PermanentError`` (the key never appears in it)
+404 NOT_FOUND (a retired model)        ``ModelNotFound``: the next configured model is used
+400 API_KEY_INVALID, 401, 403          ``ProviderUnavailable(provider_auth)`` (the key never
+                                       appears in it)
+400 FAILED_PRECONDITION "User          ``ProviderUnavailable(location_unsupported)``, with
+location is not supported"             what to use instead
 blocked prompt / SAFETY finish         ``InputRejected(CONTENT_BLOCKED)``
 =====================================  ====================================================
+
+``preflight`` checks key, model, region and quota before a run claims anything
+(``models.get`` and ``countTokens``, both free); see ``operators/preflight.py``.
 
 ``VertexGeminiHook`` (``hooks/vertex.py``) is the same API through Vertex AI.
 ``GeminiAnalyzer`` turns a transcript into an ``AnalysisResult`` with either;
@@ -29,10 +36,12 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from include.video_pipeline.config import AnalysisSettings
 from include.video_pipeline.core.analysis import (
+    DEFAULT_GEMINI_MODELS,
     DEFAULT_MAX_CHUNK_TOKENS,
     Analyzer,
     AnalyzerName,
@@ -49,10 +58,17 @@ from include.video_pipeline.core.errors import (
 )
 from include.video_pipeline.core.offline_analyzer import OfflineAnalyzer
 from include.video_pipeline.hooks.llm_base import (
+    LOCATION_UNSUPPORTED,
+    PROVIDER_AUTH,
+    PROVIDER_MISCONFIGURED,
     CallRecord,
     InvalidModelOutput,
     ModelHook,
+    ModelNotFound,
+    ProviderUnavailable,
     Retryable,
+    SharedProviderState,
+    next_quota_reset,
     parse_retry_after,
     redact,
 )
@@ -116,6 +132,19 @@ def _has_reason(details: list[dict[str, Any]], reason: str) -> bool:
     return any(d.get("reason") == reason for d in details)
 
 
+# What Google answers from a country the Gemini API does not serve (Russia among
+# them): 400 FAILED_PRECONDITION "User location is not supported for the API use."
+_LOCATION_MESSAGE = "location is not supported"
+# A retired model answers 404 NOT_FOUND; some retirements answer 400 with a message instead.
+_RETIRED_WORDS = ("is not found", "not found for api version", "no longer available", "has been retired", "deprecated")
+
+LOCATION_ADVICE = (
+    "The Gemini API refuses requests from this server's country. Use Gemini on Vertex AI in an EU region "
+    "(VIDEO_PIPELINE_ANALYZER=vertex, VIDEO_PIPELINE_VERTEX_LOCATION=europe-west4) or an OpenAI-compatible "
+    "provider (VIDEO_PIPELINE_ANALYZER=openai-compatible); see docs/analysis-providers.md."
+)
+
+
 class GeminiHook(ModelHook):
     """Calls the Gemini API through ``google-genai`` and returns validated JSON.
 
@@ -124,7 +153,7 @@ class GeminiHook(ModelHook):
     else the environment variable ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``.
 
     :param gemini_conn_id: Airflow connection holding the API key.
-    :param model: Gemini model name, e.g. ``gemini-2.5-flash``.
+    :param model: Gemini model name, e.g. ``gemini-3.5-flash``.
     :param base_url: API endpoint; None for Google's. Proxies and the test server set it.
     :param kwargs: retries, backoff, timeout, prices and ``sleep``: see ``ModelHook``.
     """
@@ -139,7 +168,7 @@ class GeminiHook(ModelHook):
         self,
         gemini_conn_id: str = default_conn_name,
         *,
-        model: str = "gemini-2.5-flash",
+        model: str = DEFAULT_GEMINI_MODELS[0],
         base_url: str | None = None,
         **kwargs: Any,
     ):
@@ -189,14 +218,29 @@ class GeminiHook(ModelHook):
 
         key = self.get_api_key()
         if not key:
-            raise PermanentError(
+            raise ProviderUnavailable(
+                PROVIDER_MISCONFIGURED,
                 f"No Gemini API key: set the password of Airflow connection {self.gemini_conn_id!r} "
-                f"or the environment variable {API_KEY_ENV_VARS[0]}"
+                f"or the environment variable {API_KEY_ENV_VARS[0]}",
             )
         self._api_key = key
         return genai.Client(api_key=key, http_options=self._http_options())
 
     # -- calls ---------------------------------------------------------------
+
+    def preflight(self) -> str:
+        """Key, model, region and quota, checked with free calls; returns the model analyses will use.
+
+        Each configured model is looked up with ``models.get`` (a retired one is
+        skipped, with one warning); the first that exists counts one token with
+        ``countTokens``, which goes through the same key, region and project
+        checks as a paid call. Transient errors are retried as for any call.
+        """
+        client = self.get_conn()
+        # self.model is read at each attempt: a 404 moves it to the next configured model.
+        self.call_with_retries(lambda: client.models.get(model=self.model))
+        self.call_with_retries(lambda: client.models.count_tokens(model=self.model, contents="ping"))
+        return self.model
 
     def count_tokens(self, text: str) -> int | None:
         """Gemini's own count of ``text`` (free, one attempt); errors come back redacted."""
@@ -244,22 +288,23 @@ class GeminiHook(ModelHook):
         latency = time.monotonic() - started
         self._raise_if_blocked(response)
         usage = response.usage_metadata
-        input_tokens = (usage.prompt_token_count or 0) if usage else 0
-        # Thinking tokens are billed as output.
-        output_tokens = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
+        # promptTokenCount includes the cached part; thinking is billed as output.
         record = self._record(
             model=response.model_version or self.model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
+            input_tokens=(usage.prompt_token_count or 0) if usage else 0,
+            output_tokens=(usage.candidates_token_count or 0) if usage else 0,
+            thinking_tokens=(usage.thoughts_token_count or 0) if usage else 0,
+            cached_tokens=(usage.cached_content_token_count or 0) if usage else 0,
             latency=latency,
         )
         return response.text or "", record
 
     def _auth_failure(self, code: int | None, status: str | None, message: str) -> PermanentError:
-        return PermanentError(
+        return ProviderUnavailable(
+            PROVIDER_AUTH,
             f"Gemini rejected the API key from connection {self.gemini_conn_id!r} or "
             f"{'/'.join(API_KEY_ENV_VARS)} (HTTP {code} {status}): {message}. "
-            "Check the key and that the Generative Language API is enabled for its project."
+            "Check the key and that the Generative Language API is enabled for its project.",
         )
 
     def _classify(self, exc: Exception) -> Retryable:
@@ -279,8 +324,10 @@ class GeminiHook(ModelHook):
         description = f"HTTP {code} {exc.status or ''}: {message}".strip()
         if code == 429:
             if _is_daily_quota(details, message):
+                reset = next_quota_reset()
                 raise QuotaExhausted(
-                    f"{self.provider_label} daily quota exhausted for {self.model}: {message}"
+                    f"{self.provider_label} daily quota exhausted for {self.model} until "
+                    f"{reset:%H:%M} Pacific ({reset.astimezone(UTC):%H:%M} UTC): {message}"
                 ) from None
             header = exc.response.headers.get("retry-after") if exc.response is not None else None
             retry_after = parse_retry_after(header)
@@ -292,8 +339,12 @@ class GeminiHook(ModelHook):
             return Retryable(description, retry_after=parse_retry_after(header))
         if (code == 400 and _has_reason(details, "API_KEY_INVALID")) or code in (401, 403):
             raise self._auth_failure(code, exc.status, message) from None
-        if code == 404:
-            raise PermanentError(f"{self.provider_label} model {self.model!r} not found: {message}") from None
+        if code == 400 and _LOCATION_MESSAGE in message.lower():
+            raise ProviderUnavailable(
+                LOCATION_UNSUPPORTED, f"{self.provider_label}: {message} (HTTP 400 {exc.status}). {LOCATION_ADVICE}"
+            ) from None
+        if code == 404 or (code == 400 and any(word in message.lower() for word in _RETIRED_WORDS)):
+            raise ModelNotFound(f"HTTP {code} {exc.status or ''}: {message}".strip()) from None
         # Any other 4xx is a request we built wrong; sending it again cannot help.
         raise PermanentError(f"{self.provider_label} refused the request: {description}") from None
 
@@ -338,7 +389,7 @@ class GeminiAnalyzer(ModelAnalyzer):
         self.hook: GeminiHook = hook
 
 
-def _hook_options(settings: AnalysisSettings, prices: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+def _hook_options(settings: AnalysisSettings, prices: Mapping[str, tuple[float, ...]]) -> dict[str, Any]:
     return {
         "timeout_seconds": settings.timeout_seconds,
         "max_retries": settings.max_retries,
@@ -349,8 +400,10 @@ def _hook_options(settings: AnalysisSettings, prices: Mapping[str, tuple[float, 
     }
 
 
-def build_analyzer(settings: AnalysisSettings, *, max_chunk_tokens: int | None = None, **hook_kwargs: Any) -> Analyzer:
-    """The analyzer ``settings.analyzer`` asks for.
+def build_hook(
+    settings: AnalysisSettings, *, state: SharedProviderState | None = None, **hook_kwargs: Any
+) -> ModelHook | None:
+    """The provider hook ``settings.analyzer`` asks for; None when the offline analyzer is to be used.
 
     ``auto`` uses Gemini when a key is configured and the offline analyzer
     otherwise; ``gemini`` without a key is a configuration error, raised now
@@ -359,21 +412,21 @@ def build_analyzer(settings: AnalysisSettings, *, max_chunk_tokens: int | None =
     hook's options (e.g. ``backoff_base_seconds`` or ``sleep`` in tests).
     """
     if settings.analyzer == "offline":
-        return OfflineAnalyzer()
-    chunk_tokens = max_chunk_tokens if max_chunk_tokens is not None else settings.max_chunk_tokens
-    options = {**_hook_options(settings, price_table(settings.prices)), **hook_kwargs}
+        return None
+    options = {**_hook_options(settings, price_table(settings.prices)), "state": state, **hook_kwargs}
+    models = settings.gemini_models or DEFAULT_GEMINI_MODELS
     if settings.analyzer == "vertex":
         from include.video_pipeline.hooks.vertex import VertexGeminiHook
 
-        vertex = VertexGeminiHook(
+        return VertexGeminiHook(
             settings.gcp_conn_id,
             project=settings.vertex_project,
             location=settings.vertex_location,
-            model=settings.gemini_model,
+            model=models[0],
+            fallback_models=models[1:],
             base_url=settings.gemini_base_url,
             **options,
         )
-        return GeminiAnalyzer(vertex, name="vertex", max_chunk_tokens=chunk_tokens)
     if settings.analyzer == "openai-compatible":
         from include.video_pipeline.hooks.openai_compatible import OpenAICompatibleHook
 
@@ -384,16 +437,43 @@ def build_analyzer(settings: AnalysisSettings, *, max_chunk_tokens: int | None =
             **options,
         )
         openai_hook.resolve_base_url()  # fail now, not after transcoding, when there is none
-        return ModelAnalyzer(openai_hook, name="openai-compatible", max_chunk_tokens=chunk_tokens)
-    hook = GeminiHook(
-        settings.gemini_conn_id, model=settings.gemini_model, base_url=settings.gemini_base_url, **options
+        return openai_hook
+    if not _any_api_key(settings):
+        if settings.analyzer == "gemini":
+            raise ProviderUnavailable(
+                PROVIDER_MISCONFIGURED,
+                f"VIDEO_PIPELINE_ANALYZER=gemini but no Gemini API key: set the password of Airflow connection "
+                f"{settings.gemini_conn_id!r} or the environment variable {API_KEY_ENV_VARS[0]}",
+            )
+        return None
+    return GeminiHook(
+        settings.gemini_conn_id,
+        model=models[0],
+        fallback_models=models[1:],
+        base_url=settings.gemini_base_url,
+        **options,
     )
-    if hook.has_api_key():
-        return GeminiAnalyzer(hook, max_chunk_tokens=chunk_tokens)
-    if settings.analyzer == "gemini":
-        raise PermanentError(
-            f"VIDEO_PIPELINE_ANALYZER=gemini but no Gemini API key: set the password of Airflow connection "
-            f"{settings.gemini_conn_id!r} or the environment variable {API_KEY_ENV_VARS[0]}"
-        )
-    log.info("No Gemini API key configured; using the offline analyzer")
-    return OfflineAnalyzer()
+
+
+def _any_api_key(settings: AnalysisSettings) -> bool:
+    return GeminiHook(settings.gemini_conn_id).has_api_key()
+
+
+def build_analyzer(
+    settings: AnalysisSettings,
+    *,
+    max_chunk_tokens: int | None = None,
+    state: SharedProviderState | None = None,
+    **hook_kwargs: Any,
+) -> Analyzer:
+    """The analyzer ``settings.analyzer`` asks for (see ``build_hook``); offline when there is no provider."""
+    chunk_tokens = max_chunk_tokens if max_chunk_tokens is not None else settings.max_chunk_tokens
+    hook = build_hook(settings, state=state, **hook_kwargs)
+    if hook is None:
+        if settings.analyzer != "offline":
+            log.info("No Gemini API key configured; using the offline analyzer")
+        return OfflineAnalyzer()
+    if isinstance(hook, GeminiHook):
+        name: AnalyzerName = "vertex" if settings.analyzer == "vertex" else "gemini"
+        return GeminiAnalyzer(hook, name=name, max_chunk_tokens=chunk_tokens)
+    return ModelAnalyzer(hook, name="openai-compatible", max_chunk_tokens=chunk_tokens)

@@ -11,7 +11,15 @@ answer costs is decided once, here, so every provider behaves the same:
 * retryable failures back off exponentially with jitter, a server's
   ``Retry-After`` is a floor, and all waits of one call are capped;
 * an answer that is not valid JSON or not a valid analysis is asked for once
-  more, then ``InvalidModelOutput``.
+  more, then ``InvalidModelOutput``;
+* a model the provider no longer serves (``ModelNotFound``) is skipped for the
+  rest of the run, with one warning, and the call goes to the next model in the
+  configured list; with none left, ``ProviderUnavailable``;
+* with a ``SharedProviderState`` (the results database, see
+  ``hooks/provider_state.py``) every call first takes its share of one
+  requests- and tokens-per-minute budget that all tasks and workers draw from,
+  a whole analysis is checked against the spending caps before its first call,
+  and every paid call is recorded as spend.
 """
 
 from __future__ import annotations
@@ -26,12 +34,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from airflow.sdk import BaseHook
 
-from include.video_pipeline.core.analysis import Usage, estimate_cost_usd
-from include.video_pipeline.core.errors import PipelineError, QuotaExhausted
+from include.video_pipeline.core.analysis import (
+    EXPECTED_OUTPUT_TOKENS_PER_CALL,
+    Usage,
+    estimate_cost_usd,
+    estimate_tokens,
+)
+from include.video_pipeline.core.errors import PermanentError, PipelineError, QuotaExhausted
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +53,87 @@ T = TypeVar("T")
 
 class InvalidModelOutput(PipelineError):
     """The model answered twice with text that is not a valid analysis; Airflow may retry."""
+
+    reason = "invalid_model_output"
+
+
+class ProviderUnavailable(PermanentError):
+    """The provider cannot serve anyone as configured (key, model, region, endpoint).
+
+    Not the video's fault: the preflight stops a run on it before any upload is
+    claimed, and a video that meets it mid-run completes with its analysis
+    marked unavailable. ``reason`` is one of the codes below.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+# ProviderUnavailable.reason codes (also in error reports and analysis.json).
+PROVIDER_AUTH = "provider_auth"  # key invalid, revoked, or without access
+MODEL_UNAVAILABLE = "model_unavailable"  # every configured model retired or unknown
+LOCATION_UNSUPPORTED = "location_unsupported"  # "User location is not supported for the API use."
+PROVIDER_MISCONFIGURED = "provider_misconfigured"  # no key, no URL, no project, no price for a budget
+PROVIDER_UNREACHABLE = "provider_unreachable"  # a self-hosted server that does not answer
+
+
+class BudgetExceeded(QuotaExhausted):
+    """The analysis would cross a spending cap: the video waits in pending/ for a later run."""
+
+    reason = "budget_exceeded"
+
+
+class ModelNotFound(Exception):
+    """The provider does not serve the current model (retired, renamed, never existed)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class SharedProviderState(Protocol):
+    """What the hooks share across tasks and workers (``hooks/provider_state.py``)."""
+
+    def acquire(self, tokens: int) -> float:
+        """Wait for a share of the requests/tokens-per-minute budget; returns the seconds waited."""
+        ...
+
+    def hold_off(self, seconds: float) -> None:
+        """Every worker waits ``seconds`` before its next call (the server said 429)."""
+        ...
+
+    def skipped_models(self) -> dict[str, str]:
+        """Models found retired or unknown earlier in this run, with why."""
+        ...
+
+    def skip_model(self, model: str, message: str) -> bool:
+        """Record ``model`` as skipped for the run; True when this is the first report of it."""
+        ...
+
+    def reserve(self, model: str, estimate_usd: float) -> None:
+        """Hold ``estimate_usd`` against the caps, or raise ``BudgetExceeded``."""
+        ...
+
+    def release(self) -> None:
+        """Drop the hold taken by ``reserve`` (what was spent is recorded by ``spend``)."""
+        ...
+
+    def spend(self, record: CallRecord) -> None:
+        """Record a paid call."""
+        ...
+
+    def quota_exhausted(self, message: str) -> None:
+        """The daily quota is gone: runs before it resets stop at the preflight."""
+        ...
+
+    @property
+    def budget_enabled(self) -> bool: ...
+
+
+# Models this process already warned about, so a retired model costs one warning
+# per run, not one per video.
+_WARNED_MODELS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -52,6 +146,8 @@ class CallRecord:
     latency_seconds: float
     attempts: int
     cost_usd: float | None = None
+    thinking_tokens: int = 0
+    cached_tokens: int = 0
 
     @property
     def usage(self) -> Usage:
@@ -61,6 +157,8 @@ class CallRecord:
             latency_seconds=self.latency_seconds,
             calls=1,
             cost_usd=self.cost_usd,
+            thinking_tokens=self.thinking_tokens,
+            cached_tokens=self.cached_tokens,
         )
 
 
@@ -133,9 +231,12 @@ class ModelHook(BaseHook, abc.ABC):
     :param backoff_max_seconds: cap on one wait.
     :param max_total_wait_seconds: cap on all waits of one call together; a server
         asking for longer ends the retries early.
-    :param prices: USD per million (input, output) tokens by model-name prefix;
-        None for the built-in Gemini prices.
+    :param prices: USD per million (input, output[, cached]) tokens by model-name
+        prefix; None for the built-in Gemini prices.
     :param sleep: how to wait; tests pass a recorder so they need not sleep.
+    :param fallback_models: models to use, in order, when ``model`` is retired.
+    :param state: the rate limit, model skips and spend shared by every worker;
+        None for none (a single call from a script or a test).
     """
 
     provider_label = "model"
@@ -149,11 +250,24 @@ class ModelHook(BaseHook, abc.ABC):
         backoff_base_seconds: float = 2.0,
         backoff_max_seconds: float = 60.0,
         max_total_wait_seconds: float = 300.0,
-        prices: Mapping[str, tuple[float, float]] | None = None,
+        prices: Mapping[str, tuple[float, ...]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        fallback_models: Sequence[str] = (),
+        state: SharedProviderState | None = None,
     ):
         super().__init__()
+        self.models = list(dict.fromkeys([model, *fallback_models]))
         self.model = model
+        self.state = state
+        if state is not None:
+            skipped = state.skipped_models()
+            usable = [m for m in self.models if m not in skipped]
+            for gone in (m for m in self.models if m in skipped):
+                log.info("%s %s was found retired earlier in this run; skipping it", self.provider_label, gone)
+            if not usable:
+                raise self._no_model_left(skipped)
+            self.models = usable
+            self.model = usable[0]
         self.timeout_seconds = timeout_seconds
         self.max_retries = max_retries
         self.backoff_base_seconds = backoff_base_seconds
@@ -184,6 +298,84 @@ class ModelHook(BaseHook, abc.ABC):
     def count_tokens(self, text: str) -> int | None:
         """The provider's token count of ``text``; None where the provider has no counting endpoint."""
         return None
+
+    def preflight(self) -> str:
+        """Check once, with the provider's cheap calls, that analyses can work; returns the model to use.
+
+        Raises ``ProviderUnavailable`` with a message for the user when they cannot.
+        """
+        return self.model
+
+    # -- models, budgets -------------------------------------------------------
+
+    def skip_current_model(self, message: str) -> None:
+        """The current model is gone: warn once, remember it for the run, move to the next one."""
+        gone = self.model
+        first_report = self.state.skip_model(gone, message) if self.state is not None else True
+        remaining = [m for m in self.models if m != gone]
+        nxt = remaining[0] if remaining else None
+        if gone not in _WARNED_MODELS and first_report:
+            _WARNED_MODELS.add(gone)
+            log.warning(
+                "%s model %s is retired or unknown (%s); %s for the rest of this run",
+                self.provider_label,
+                gone,
+                message,
+                f"using {nxt}" if nxt else "no configured model is left",
+            )
+        else:
+            log.info("%s model %s is retired or unknown; using %s", self.provider_label, gone, nxt)
+        if nxt is None:
+            raise self._no_model_left({gone: message})
+        self.models = remaining
+        self.model = nxt
+
+    def _no_model_left(self, skipped: Mapping[str, str]) -> ProviderUnavailable:
+        from include.video_pipeline.core.analysis import DEFAULT_GEMINI_MODELS
+
+        names = ", ".join(skipped) or self.model
+        return ProviderUnavailable(
+            MODEL_UNAVAILABLE,
+            f"{self.provider_label}: no configured model is served any more ({names} retired or unknown). "
+            f"Set VIDEO_PIPELINE_GEMINI_MODEL to a current model, e.g. {','.join(DEFAULT_GEMINI_MODELS)}.",
+        )
+
+    def begin_analysis(self, prompts: Sequence[str]) -> None:
+        """Before an analysis' first call: hold its estimated cost against the spending caps.
+
+        The estimate is the provider's token count of every prompt times the input
+        price plus ``EXPECTED_OUTPUT_TOKENS_PER_CALL`` per prompt times the output price.
+        """
+        if self.state is None or not self.state.budget_enabled:
+            return
+        input_tokens = 0
+        for prompt in prompts:
+            counted: int | None = None
+            try:
+                counted = self.count_tokens(prompt)
+            except Exception as exc:  # a failed count must not block: the estimate stands in
+                log.info("Token count for the budget failed (%s); using the estimate", type(exc).__name__)
+            input_tokens += counted if counted else estimate_tokens(prompt)
+        output_tokens = EXPECTED_OUTPUT_TOKENS_PER_CALL * len(prompts)
+        estimate = estimate_cost_usd(self.model, input_tokens, output_tokens, prices=self.prices)
+        if estimate is None:
+            raise ProviderUnavailable(
+                PROVIDER_MISCONFIGURED,
+                f"A budget is set but {self.model} has no price: add it to VIDEO_PIPELINE_PRICES_JSON "
+                '(e.g. {"' + self.model + '": [input, output]} in USD per million tokens).',
+            )
+        log.info(
+            "Analysis estimate: %d input tokens (counted), %d output tokens (expected), $%.6f with %s",
+            input_tokens,
+            output_tokens,
+            estimate,
+            self.model,
+        )
+        self.state.reserve(self.model, estimate)
+
+    def end_analysis(self) -> None:
+        if self.state is not None and self.state.budget_enabled:
+            self.state.release()
 
     # -- shared ----------------------------------------------------------------
 
@@ -218,7 +410,8 @@ class ModelHook(BaseHook, abc.ABC):
                     response_schema=response_schema,
                     temperature=temperature,
                     images=images,
-                )
+                ),
+                tokens=estimate_tokens(system_instruction + prompt) + EXPECTED_OUTPUT_TOKENS_PER_CALL,
             )
             usage = usage + record.usage
             data, problems = parse_json_object(text)
@@ -231,17 +424,34 @@ class ModelHook(BaseHook, abc.ABC):
             f"{self.provider_label} {self.model} returned an invalid analysis twice: {'; '.join(problems[:5])}"
         )
 
-    def call_with_retries(self, call: Callable[[], T]) -> T:
-        """``call()``, retried on what ``_classify`` calls retryable, within the wait budget."""
+    def call_with_retries(self, call: Callable[[], T], *, tokens: int = 0) -> T:
+        """``call()``, retried on what ``_classify`` calls retryable, within the wait budget.
+
+        ``tokens`` is what the call is expected to use, for the shared tokens-per-minute budget.
+        """
         waited = 0.0
         attempt = 0
         while True:
             attempt += 1
             self._attempt = attempt
+            if self.state is not None:
+                self.state.acquire(tokens)
             try:
                 return call()
             except Exception as exc:
-                failure = self._classify(exc)
+                try:
+                    failure = self._classify(exc)
+                except ModelNotFound as gone:
+                    self.skip_current_model(gone.message)  # raises when no model is left
+                    attempt -= 1  # the next model gets its own attempts
+                    continue
+                except QuotaExhausted as exhausted:
+                    if self.state is not None and not isinstance(exhausted, BudgetExceeded):
+                        self.state.quota_exhausted(str(exhausted))
+                    raise
+            if failure.rate_limited and failure.retry_after and self.state is not None:
+                # The limit is the project's: every worker waits, not only this one.
+                self.state.hold_off(failure.retry_after)
             if attempt > self.max_retries:
                 self._give_up(failure, attempt)
             delay = self._backoff(attempt, failure.retry_after)
@@ -280,23 +490,57 @@ class ModelHook(BaseHook, abc.ABC):
             raise QuotaExhausted(message) from None
         raise PipelineError(message) from None
 
-    def _record(self, *, model: str, input_tokens: int, output_tokens: int, latency: float) -> CallRecord:
+    def _record(
+        self,
+        *,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        latency: float,
+        thinking_tokens: int = 0,
+        cached_tokens: int = 0,
+    ) -> CallRecord:
         record = CallRecord(
             model=model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             latency_seconds=round(latency, 3),
             attempts=getattr(self, "_attempt", 1),
-            cost_usd=estimate_cost_usd(model, input_tokens, output_tokens, prices=self.prices),
+            cost_usd=estimate_cost_usd(
+                model,
+                input_tokens,
+                output_tokens,
+                prices=self.prices,
+                thinking_tokens=thinking_tokens,
+                cached_tokens=cached_tokens,
+            ),
+            thinking_tokens=thinking_tokens,
+            cached_tokens=cached_tokens,
         )
         self.calls.append(record)
+        if self.state is not None:
+            self.state.spend(record)
         log.info(
-            "%s %s: %d input tokens, %d output tokens, %.2fs, attempt %d",
+            "%s %s: %d input tokens (%d cached), %d output tokens, %d thinking tokens, %.2fs, attempt %d, $%s",
             self.provider_label,
             record.model,
             record.input_tokens,
+            record.cached_tokens,
             record.output_tokens,
+            record.thinking_tokens,
             record.latency_seconds,
             record.attempts,
+            "-" if record.cost_usd is None else f"{record.cost_usd:.6f}",
         )
         return record
+
+
+def next_quota_reset(now: datetime | None = None) -> datetime:
+    """When Gemini's daily quotas reset: the next midnight in Pacific time (as an aware datetime)."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    pacific = ZoneInfo("America/Los_Angeles")
+    local = (now or datetime.now(UTC)).astimezone(pacific)
+    tomorrow = (local + timedelta(days=1)).date()
+    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=pacific)

@@ -33,8 +33,25 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from include.video_pipeline.core.analysis import image_mime_type
-from include.video_pipeline.core.errors import InputRejected, PermanentError, QuotaExhausted, RejectReason
-from include.video_pipeline.hooks.llm_base import CallRecord, ModelHook, Retryable, parse_retry_after, redact
+from include.video_pipeline.core.errors import (
+    InputRejected,
+    PermanentError,
+    PipelineError,
+    QuotaExhausted,
+    RejectReason,
+)
+from include.video_pipeline.hooks.llm_base import (
+    MODEL_UNAVAILABLE,
+    PROVIDER_AUTH,
+    PROVIDER_MISCONFIGURED,
+    PROVIDER_UNREACHABLE,
+    CallRecord,
+    ModelHook,
+    ProviderUnavailable,
+    Retryable,
+    parse_retry_after,
+    redact,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -134,9 +151,10 @@ class OpenAICompatibleHook(ModelHook):
             host = str(conn.host)
             url = host if "://" in host else f"{conn.schema or 'http'}://{host}{f':{conn.port}' if conn.port else ''}"
         if not url:
-            raise PermanentError(
+            raise ProviderUnavailable(
+                PROVIDER_MISCONFIGURED,
                 "No OpenAI-compatible base URL: set VIDEO_PIPELINE_OPENAI_BASE_URL (e.g. http://ollama:11434/v1) "
-                f"or the host of Airflow connection {self.openai_conn_id!r}"
+                f"or the host of Airflow connection {self.openai_conn_id!r}",
             )
         return url.rstrip("/")
 
@@ -152,6 +170,43 @@ class OpenAICompatibleHook(ModelHook):
         return self._client
 
     # -- calls -------------------------------------------------------------------
+
+    def preflight(self) -> str:
+        """The server answers, takes the key and serves the model (``GET /models``, free)."""
+        client = self.get_conn()
+
+        def list_models() -> Any:
+            response = client.get("/models")
+            if response.status_code >= 400:
+                raise _HttpError(response)
+            return response
+
+        try:
+            response = self.call_with_retries(list_models)
+        except ProviderUnavailable:
+            raise
+        except PermanentError as exc:
+            if "not found" not in str(exc):
+                raise
+            # No /models on this server (some proxies): the key and URL were still accepted.
+            log.info("%s server has no /models endpoint; model not checked", self.provider_label)
+            return self.model
+        except PipelineError as exc:
+            raise ProviderUnavailable(
+                PROVIDER_UNREACHABLE,
+                f"{self.provider_label} server at {self.resolve_base_url()} does not answer: {exc}",
+            ) from None
+        try:
+            served = [str(m.get("id")) for m in response.json().get("data", []) if isinstance(m, dict)]
+        except (ValueError, AttributeError):
+            served = []
+        if served and self.model not in served:
+            raise ProviderUnavailable(
+                MODEL_UNAVAILABLE,
+                f"{self.provider_label} server at {self.resolve_base_url()} does not serve {self.model!r} "
+                f"(it serves {', '.join(served[:10])}); set VIDEO_PIPELINE_OPENAI_MODEL to one of them.",
+            )
+        return self.model
 
     def _messages(self, prompt: str, system: str, images: Sequence[bytes]) -> list[dict[str, Any]]:
         user: str | list[dict[str, Any]] = prompt
@@ -273,13 +328,15 @@ class OpenAICompatibleHook(ModelHook):
         if status in (408, 409, 500, 502, 503, 504):
             return Retryable(description, retry_after=retry_after)
         if status in (401, 403):
-            raise PermanentError(
+            raise ProviderUnavailable(
+                PROVIDER_AUTH,
                 f"{self.provider_label} server refused the key from connection {self.openai_conn_id!r} or "
-                f"{API_KEY_ENV_VAR} (HTTP {status}): {message}"
+                f"{API_KEY_ENV_VAR} (HTTP {status}): {message}",
             ) from None
         if status == 404:
             raise PermanentError(
-                f"{self.provider_label} model {self.model!r} or endpoint /chat/completions not found: {message}"
+                f"{self.provider_label} model {self.model!r} or endpoint {exc.response.request.url.path} "
+                f"not found: {message}"
             ) from None
         if exc.code in _POLICY_CODES or "content management policy" in message.lower():
             raise InputRejected(

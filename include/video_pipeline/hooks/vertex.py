@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.video_pipeline.core.errors import PermanentError
 from include.video_pipeline.hooks.gemini import GeminiHook
-from include.video_pipeline.hooks.llm_base import Retryable
+from include.video_pipeline.hooks.llm_base import PROVIDER_AUTH, PROVIDER_MISCONFIGURED, ProviderUnavailable, Retryable
 
 if TYPE_CHECKING:
     from google import genai
@@ -68,9 +68,10 @@ class VertexGeminiHook(GeminiHook):
             credentials, found_project = self._connection_credentials()
             project = project or found_project
         if not project:
-            raise PermanentError(
+            raise ProviderUnavailable(
+                PROVIDER_MISCONFIGURED,
                 f"No Google Cloud project for Vertex AI: set VIDEO_PIPELINE_VERTEX_PROJECT or the project "
-                f"of Airflow connection {self.gcp_conn_id!r}"
+                f"of Airflow connection {self.gcp_conn_id!r}",
             )
         return credentials, project
 
@@ -89,18 +90,20 @@ class VertexGeminiHook(GeminiHook):
             try:
                 credentials, project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
             except DefaultCredentialsError as missing:
-                raise PermanentError(
+                raise ProviderUnavailable(
+                    PROVIDER_MISCONFIGURED,
                     f"No Google Cloud credentials for Vertex AI: create Airflow connection {self.gcp_conn_id!r} "
-                    f"or run where application default credentials exist ({missing})"
+                    f"or run where application default credentials exist ({missing})",
                 ) from None
             return credentials, project
         try:
             return base.get_credentials_and_project_id()
         except Exception as exc:
             # The message says what is wrong with the key file, never its content.
-            raise PermanentError(
+            raise ProviderUnavailable(
+                PROVIDER_MISCONFIGURED,
                 f"Could not load Google Cloud credentials from connection {self.gcp_conn_id!r}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc}",
             ) from None
 
     def has_credentials(self) -> bool:
@@ -123,10 +126,11 @@ class VertexGeminiHook(GeminiHook):
         )
 
     def _auth_failure(self, code: int | None, status: str | None, message: str) -> PermanentError:
-        return PermanentError(
+        return ProviderUnavailable(
+            PROVIDER_AUTH,
             f"Vertex AI refused the credentials of connection {self.gcp_conn_id!r} (HTTP {code} {status}): "
             f"{message}. Check that the Vertex AI API is enabled for the project and that the service "
-            "account has the Vertex AI User role (roles/aiplatform.user)."
+            "account has the Vertex AI User role (roles/aiplatform.user).",
         )
 
     def _classify(self, exc: Exception) -> Retryable:
@@ -137,8 +141,8 @@ class VertexGeminiHook(GeminiHook):
             # (its token endpoint down) retryable; a revoked or malformed key is not.
             if getattr(exc, "retryable", False):
                 return Retryable(f"token refresh failed: {exc}")
-            raise PermanentError(
-                f"Could not get a Google Cloud access token for connection {self.gcp_conn_id!r}: {exc}"
+            raise ProviderUnavailable(
+                PROVIDER_AUTH, f"Could not get a Google Cloud access token for connection {self.gcp_conn_id!r}: {exc}"
             ) from None
         if isinstance(exc, auth_errors.TransportError):
             return Retryable(f"token endpoint unreachable: {exc}")

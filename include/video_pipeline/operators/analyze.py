@@ -55,15 +55,38 @@ class VideoAnalyzeOperator(VideoStageOperator):
         }
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
+        from include.video_pipeline.core.analysis import unavailable_analysis
         from include.video_pipeline.hooks.gemini import build_analyzer
+        from include.video_pipeline.hooks.llm_base import ProviderUnavailable
+        from include.video_pipeline.hooks.provider_state import ProviderState
 
         video = ctx.video
         raw = ctx.store.get_bytes(staging_key(ctx.settings, video.video_id, "transcript.json"))
         transcript = Transcript.from_dict(json.loads(raw))
-        analyzer = build_analyzer(ctx.settings.analysis)
         output_language = ctx.params.get("output_language") or ctx.settings.analysis.output_language
-        images = load_images(ctx) if ctx.settings.analysis.multimodal else []
-        result = analyzer.analyze(transcript, title=video.name, output_language=output_language or None, images=images)
+        # Rate limit, retired models and spend are shared with every other task (results DB).
+        state = ProviderState.for_analysis(ctx.db, ctx.settings.analysis, run_id=ctx.run_id, video_id=video.video_id)
+        try:
+            analyzer = build_analyzer(ctx.settings.analysis, state=state)
+            images = load_images(ctx) if ctx.settings.analysis.multimodal else []
+            result = analyzer.analyze(
+                transcript, title=video.name, output_language=output_language or None, images=images
+            )
+        except ProviderUnavailable as exc:
+            # The provider fails for everyone (key, model, region): not this video's fault.
+            # It completes with its media and transcript; reprocess=failed adds the analysis later.
+            self.log.error("Analysis unavailable (%s): %s; publishing without it", exc.reason, exc)
+            settings = ctx.settings.analysis
+            openai = settings.analyzer == "openai-compatible"
+            result = unavailable_analysis(
+                transcript,
+                analyzer="openai-compatible" if openai else "vertex" if settings.analyzer == "vertex" else "gemini",
+                model=(settings.openai_model or "") if openai else settings.gemini_models[0],
+                reason=exc.reason,
+                message=str(exc),
+                output_language=output_language or None,
+            )
+            images = []
         if ctx.settings.analysis.multimodal and not images:
             result = dataclasses.replace(result, flags=(*result.flags, "images_unavailable"))
         payload = json.dumps(result.to_dict(), ensure_ascii=False, indent=2).encode("utf-8")
@@ -74,6 +97,8 @@ class VideoAnalyzeOperator(VideoStageOperator):
             "model": result.model,
             "language": result.language,
             "flags": list(result.flags),
+            "cost_usd": result.usage.cost_usd,
+            "cacheable": result.unavailable is None,
         }
 
 

@@ -153,7 +153,13 @@ class VideoStageOperator(BaseOperator):
             raise
         finally:
             ctx.db.close()
-        record("success", {"result": result, "reused_from": reused_from}, cache_key)
+        # A result that says it must not be reused (an analysis the provider could not
+        # make) is recorded without its cache key, so no duplicate upload inherits it.
+        record(
+            "success",
+            {"result": result, "reused_from": reused_from},
+            cache_key if result.get("cacheable", True) else None,
+        )
         ctx.db.close()
         return result
 
@@ -218,6 +224,7 @@ def settle_after_failure(context: Any) -> None:
                 error_class="TaskFailed",
                 message=str(context.get("exception") or "the task failed"),
                 attempt=getattr(context.get("ti"), "try_number", 0),
+                reason="task_failed",
                 video_id=video.video_id,
                 source_key=video.rel_key,
             )

@@ -55,7 +55,11 @@ def claim_uploads(context: Any) -> list[dict[str, Any]]:
                     limit=batch,
                 )
             elif mode == "failed":
+                from include.video_pipeline.hooks.provider_state import videos_without_analysis
+
                 rows = db.finished_videos(states=("failed",), limit=batch)
+                # Completed while the analysis provider was down: they get their analysis now.
+                rows += videos_without_analysis(db, limit=batch - len(rows))
             elif mode == "video":
                 video_id = str(params.get("video_id") or "").strip()
                 rows = db.finished_videos(states=("completed", "failed"), video_id=video_id, limit=1)
@@ -84,6 +88,10 @@ def reconcile(context: Any) -> dict[str, Any]:
     finally:
         db.close()
     notify_run(lifecycle.settings, summary)  # never raises; no DB connection held while it retries
+    check = summary.get("provider_check") or {}
+    if check.get("ok") is False:
+        # Nothing was claimed; the run is red with the preflight's reason, not green and empty.
+        raise AirflowFailException(str(check.get("message")))
     if report.errors:
         raise RuntimeError("reconcile could not settle every video (will retry): " + "; ".join(report.errors))
     if report.infrastructure_failures:
