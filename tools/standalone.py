@@ -338,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         uploads = f"{pending}/"
         outputs = f"{settings.local_root / settings.output_prefix}/"
     else:
-        uploads = f"s3://{settings.bucket}/{settings.prefixes.pending}"
-        outputs = f"s3://{settings.bucket}/{settings.output_prefix}"
+        uploads = f"{settings.location}/{settings.prefixes.pending}"
+        outputs = f"{settings.location}/{settings.output_prefix}"
 
     log_path = airflow_home / "standalone.log"
     url = f"http://127.0.0.1:{port}"

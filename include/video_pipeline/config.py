@@ -28,7 +28,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # (1024 by default); stay well below it and leave the rest for the next run.
 MAX_BATCH_SIZE = 1000
 
-StorageKind = Literal["local", "s3"]
+# gcs: Google Cloud Storage natively (JSON API, google_cloud_default or the VM's service
+# account); s3 also reaches GCS, through its XML API with HMAC keys.
+StorageKind = Literal["local", "s3", "gcs"]
 WhisperBackend = Literal["faster-whisper", "openai-whisper"]
 AnalyzerKind = Literal["auto", "gemini", "vertex", "openai-compatible", "offline"]
 GeminiSdk = Literal["google-genai"]
@@ -199,8 +201,10 @@ class Settings:
 
     @property
     def location(self) -> str:
-        """Where uploads live, for messages: a folder path or ``s3://bucket``."""
-        return str(self.local_root) if self.storage == "local" else f"s3://{self.bucket}"
+        """Where uploads live, for messages: a folder path, ``s3://bucket`` or ``gs://bucket``."""
+        if self.storage == "local":
+            return str(self.local_root)
+        return f"{'gs' if self.storage == 'gcs' else 's3'}://{self.bucket}"
 
 
 def _prices(name: str, raw: str | None) -> tuple[tuple[str, float, float] | tuple[str, float, float, float], ...]:
@@ -321,9 +325,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     bucket = _get(env, "VIDEO_PIPELINE_BUCKET", "S3_INPUT_BUCKET")
     storage_default = "s3" if bucket else "local"
-    storage = _choice(env, "VIDEO_PIPELINE_STORAGE", storage_default, ("local", "s3"))
-    if storage == "s3" and not bucket:
-        raise ConfigError("VIDEO_PIPELINE_STORAGE=s3 needs VIDEO_PIPELINE_BUCKET (or S3_INPUT_BUCKET)")
+    storage = _choice(env, "VIDEO_PIPELINE_STORAGE", storage_default, ("local", "s3", "gcs"))
+    if storage in ("s3", "gcs") and not bucket:
+        raise ConfigError(f"VIDEO_PIPELINE_STORAGE={storage} needs VIDEO_PIPELINE_BUCKET (or S3_INPUT_BUCKET)")
 
     prefixes = Prefixes(
         pending=_prefix(env, "VIDEO_PIPELINE_PENDING_PREFIX", "pending/"),

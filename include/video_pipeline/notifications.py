@@ -43,7 +43,7 @@ _warned: set[str] = set()
 def _uri(settings: Settings, key: str) -> str:
     if settings.storage == "local":
         return str(settings.local_root / key)
-    return f"s3://{settings.bucket}/{key}"
+    return f"{settings.location}/{key}"  # s3:// or gs://
 
 
 def video_event(settings: Settings, row: Mapping[str, Any], state: str) -> dict[str, Any]:

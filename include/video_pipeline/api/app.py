@@ -36,7 +36,7 @@ from include.video_pipeline.api.models import (
     VideoListItem,
     VideoStatus,
 )
-from include.video_pipeline.api.presign import presign_get, presign_post, presign_put, signing_client
+from include.video_pipeline.api.presign import presign_get, presign_post, presign_put, signing_client, upload_headers
 from include.video_pipeline.api.settings import DAG_ID, ApiSettings, load_api_settings
 from include.video_pipeline.api.uploads import UploadRefused, first_free_key, validate_upload
 from include.video_pipeline.config import Settings, load_settings
@@ -115,7 +115,7 @@ def _outputs(row: dict[str, Any], settings: Settings, api_settings: ApiSettings)
     expires = api_settings.url_expiry_minutes * 60
     return Outputs(
         prefix=prefix,
-        location=f"s3://{settings.bucket}/{prefix}",
+        location=f"{settings.location}/{prefix}",
         manifest_url=presign_get(client, settings.bucket, manifest_key, expires),
         files=[
             OutputFile(name=name, key=key, url=presign_get(client, settings.bucket, key, expires))
@@ -213,7 +213,7 @@ def create_app() -> FastAPI:
             raise HTTPException(
                 status.HTTP_501_NOT_IMPLEMENTED,
                 f"storage is a local folder: copy files into {settings.local_root / settings.prefixes.pending} "
-                "directly; presigned uploads need VIDEO_PIPELINE_STORAGE=s3",
+                "directly; presigned uploads need VIDEO_PIPELINE_STORAGE=s3 or gcs",
             )
         upload = validate_upload(
             filename=body.filename,
@@ -246,7 +246,7 @@ def create_app() -> FastAPI:
             filename=rel,
             renamed=rel != upload.relative_key,
             url=presign_put(client, settings.bucket, key, upload, expires),
-            headers={"Content-Type": upload.content_type, "Content-Length": str(upload.size_bytes)},
+            headers=upload_headers(client, upload),
             expires_at=datetime.now(UTC) + timedelta(seconds=expires),
             post=PresignedPostForm(url=post.url, fields=post.fields),
         )

@@ -32,7 +32,14 @@ def signing_client(settings: Settings, api_settings: ApiSettings) -> Any:
     Credentials and region come from the same Airflow connection the pipeline
     uses (``aws_conn_id``). Signing is local computation: this client makes no
     request unless asked to.
+
+    With ``VIDEO_PIPELINE_STORAGE=gcs`` it is a :class:`GcsSigner` instead (V4
+    signed URLs of the native store); the ``presign_*`` functions take either.
     """
+    if settings.storage == "gcs":
+        from include.video_pipeline.hooks.object_store import ObjectStoreHook
+
+        return GcsSigner(ObjectStoreHook(settings=settings).get_store(), api_settings.public_endpoint_url)
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from botocore.config import Config
 
@@ -50,6 +57,8 @@ def signing_client(settings: Settings, api_settings: ApiSettings) -> Any:
 
 def presign_put(client: Any, bucket: str, key: str, upload: UploadRequest, expires_seconds: int) -> str:
     """A PUT URL bound to exactly this key, content type and byte count."""
+    if isinstance(client, GcsSigner):
+        return client.put(key, upload, expires_seconds)
     return str(
         client.generate_presigned_url(
             "put_object",
@@ -71,6 +80,11 @@ def presign_post(client: Any, bucket: str, key: str, upload: UploadRequest, expi
     S3 checks a POST policy's ``content-length-range`` against the file part
     itself, which also works for browsers that cannot set Content-Length.
     """
+    if isinstance(client, GcsSigner):
+        url, fields = client.store.signed_post(
+            key, content_type=upload.content_type, max_bytes=upload.size_bytes, expires_seconds=expires_seconds
+        )
+        return PresignedPost(url=url, fields=fields)
     response = client.generate_presigned_post(
         Bucket=bucket,
         Key=key,
@@ -85,8 +99,42 @@ def presign_post(client: Any, bucket: str, key: str, upload: UploadRequest, expi
 
 
 def presign_get(client: Any, bucket: str, key: str, expires_seconds: int) -> str:
+    if isinstance(client, GcsSigner):
+        return str(client.store.signed_url(key, expires_seconds=expires_seconds, api_endpoint=client.endpoint))
     return str(
         client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds, HttpMethod="GET"
         )
     )
+
+
+def upload_headers(client: Any, upload: UploadRequest) -> dict[str, str]:
+    """The headers a PUT to :func:`presign_put`'s URL must send (each one is signed)."""
+    headers = {"Content-Type": upload.content_type, "Content-Length": str(upload.size_bytes)}
+    if isinstance(client, GcsSigner):
+        headers[GCS_LENGTH_HEADER] = f"{upload.size_bytes},{upload.size_bytes}"
+    return headers
+
+
+# GCS refuses a PUT to a signed URL whose body is outside this range; signed, so it cannot be dropped.
+GCS_LENGTH_HEADER = "x-goog-content-length-range"
+
+
+@dataclass(frozen=True)
+class GcsSigner:
+    """V4 signing for a GCS bucket through the pipeline's ``GCSStore`` (storage/gcs.py)."""
+
+    store: Any
+    endpoint: str | None = None  # ApiSettings.public_endpoint_url; None = storage.googleapis.com
+
+    def put(self, key: str, upload: UploadRequest, expires_seconds: int) -> str:
+        return str(
+            self.store.signed_url(
+                key,
+                expires_seconds=expires_seconds,
+                method="PUT",
+                content_type=upload.content_type,
+                headers={GCS_LENGTH_HEADER: f"{upload.size_bytes},{upload.size_bytes}"},
+                api_endpoint=self.endpoint,
+            )
+        )

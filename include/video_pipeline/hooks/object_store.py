@@ -16,6 +16,10 @@ class ObjectStoreHook(BaseHook):
     connection the sensor uses); ``VIDEO_PIPELINE_S3_ENDPOINT_URL`` overrides the
     endpoint for S3-compatible services when the connection does not set one.
 
+    For GCS (``VIDEO_PIPELINE_STORAGE=gcs``) the client is the google provider's
+    ``GCSHook`` on ``VIDEO_PIPELINE_GCP_CONN_ID`` (``google_cloud_default``), or
+    the VM's service account when that connection does not exist.
+
     :param settings: the pipeline settings (``include.video_pipeline.config``).
     """
 
@@ -32,6 +36,10 @@ class ObjectStoreHook(BaseHook):
             from include.video_pipeline.storage.local import LocalFolderStore
 
             return LocalFolderStore(self.settings.local_root)
+        if self.settings.storage == "gcs":
+            from include.video_pipeline.storage.gcs import GCSStore, gcs_hook
+
+            return GCSStore(gcs_hook(self.settings.analysis.gcp_conn_id).get_conn(), self.settings.bucket)
         return self._s3_store()
 
     def _s3_store(self) -> ObjectStore:

@@ -62,6 +62,8 @@ def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator
     settings = load_settings()
     if settings.storage == "local":
         return LocalPendingSensor(task_id=task_id, **kwargs)
+    if settings.storage == "gcs":
+        return _gcs_pending_sensor(settings, task_id=task_id, **kwargs)
 
     if settings.sensor_deferrable and importlib.util.find_spec("aiobotocore") is None:
         # The triggerer polls S3 with aiobotocore, which pins botocore to an older
@@ -111,3 +113,46 @@ class LocalPendingSensor(BaseSensorOperator):
         store = LocalFolderStore(settings.local_root)
         found = any(is_upload_key(obj.key, settings.prefixes) for obj in store.list(settings.prefixes.pending))
         return _skip_if_one_shot(context, found, str(settings.local_root / settings.prefixes.pending))
+
+
+def _gcs_pending_sensor(settings: Any, *, task_id: str, **kwargs: Any) -> BaseSensorOperator:
+    """The google provider's prefix sensor on ``pending/``, counting uploads only.
+
+    It lists through the pipeline's own store (``GCSHook`` on the same
+    connection, or the VM's service account), so a folder marker (a zero-byte
+    ``pending/`` object made by the console) never ends the wait, exactly as
+    it can never be claimed.
+    """
+    if settings.sensor_deferrable:
+        # The provider's trigger counts every object under the prefix, folder markers included.
+        raise ConfigError(
+            "VIDEO_PIPELINE_SENSOR_DEFERRABLE=true is not supported with VIDEO_PIPELINE_STORAGE=gcs; "
+            "reschedule mode (the default) also frees the worker slot between pokes"
+        )
+    from airflow.providers.google.cloud.sensors.gcs import GCSObjectsWithPrefixExistenceSensor
+
+    class PendingUploadsGCSSensor(GCSObjectsWithPrefixExistenceSensor):
+        """``GCSObjectsWithPrefixExistenceSensor`` on ``pending/`` that ends a one-shot run early."""
+
+        def poke(self, context: Any) -> bool:
+            from include.video_pipeline.hooks.object_store import ObjectStoreHook
+
+            if reprocessing(context):
+                return True
+            store = ObjectStoreHook(settings=settings).get_store()
+            # any() stops at the first upload: one page of the listing in the common case.
+            found = any(is_upload_key(obj.key, settings.prefixes) for obj in store.list(self.prefix))
+            return _skip_if_one_shot(context, found, f"gs://{self.bucket}/{self.prefix}")
+
+        def execute(self, context: Any) -> None:
+            # The provider's sensor returns every matching name (XCom); claim lists pending/ itself.
+            BaseSensorOperator.execute(self, context)
+
+    return PendingUploadsGCSSensor(
+        task_id=task_id,
+        bucket=settings.bucket,
+        prefix=settings.prefixes.pending,
+        google_cloud_conn_id=settings.analysis.gcp_conn_id,
+        deferrable=False,
+        **kwargs,
+    )
