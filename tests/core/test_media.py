@@ -398,7 +398,7 @@ def test_surround_is_downmixed_and_high_rates_resampled():
     assert plan.audio is not None
     assert (plan.audio.copy, plan.audio.channels, plan.audio.sample_rate) == (False, 2, 48000)
     args = transcode_args("in.mov", "out.part", plan)
-    assert args[args.index("-ac") + 1] == "2" and args[args.index("-ar") + 1] == "48000"
+    assert args[args.index("-ac:a:0") + 1] == "2" and args[args.index("-ar:a:0") + 1] == "48000"
 
 
 def test_default_audio_track_is_mapped():
@@ -417,7 +417,7 @@ def test_default_audio_track_is_mapped():
 def test_remux_args_copy_and_faststart():
     args = transcode_args("in.mp4", "out.part", plan_transcode(info_of(video_stream(), audio_stream())))
     assert args[args.index("-c:v") + 1] == "copy"
-    assert args[args.index("-c:a") + 1] == "copy"
+    assert args[args.index("-c:a:0") + 1] == "copy"
     assert "-vf" not in args
     assert args[args.index("-movflags") + 1] == "+faststart"
     assert args[-3:] == ["-f", "mp4", "out.part"]
@@ -835,3 +835,44 @@ def test_transcode_args_are_untouched_by_the_hls_refactor():
         "setsar=1",
         "format=yuv420p",
     )
+
+
+# ----------------------------------------------------------------- per-stream timing
+
+
+def test_matroska_duration_tags_and_start_times_are_read():
+    # What ffmpeg's Matroska muxer writes: no stream duration, a DURATION tag that is the stream's end.
+    data = probe(
+        video_stream(0, duration=None, start_time="0.007000", tags={"DURATION": "00:00:14.407000000"}),
+        audio_stream(1, duration=None, start_time="2.000000", tags={"language": "eng", "DURATION": "00:00:13.600"}),
+        container="matroska,webm",
+        duration="14.407",
+    )
+    data["format"]["start_time"] = "0.007000"
+    info = parse_probe(data)
+    assert info.video is not None and info.video.duration == pytest.approx(14.4)
+    assert info.video.start == 0.0
+    (audio,) = info.audio
+    assert audio.start == pytest.approx(1.993) and audio.duration == pytest.approx(11.6)
+    # mkvmerge, OBS and browsers write no such tag: the track's length is unknown, not the container's.
+    bare = parse_probe(probe(audio_stream(1, duration=None, tags={}), container="matroska,webm"))
+    assert bare.audio[0].duration is None and bare.duration == 10.0
+
+
+def test_every_kept_audio_track_is_mapped_default_first():
+    eng = audio_stream(index=1, disposition={"default": 0}, tags={"language": "eng"})
+    rus = audio_stream(index=2, disposition={"default": 1}, tags={"language": "rus"}, codec_name="opus")
+    info = info_of(video_stream(), eng, rus, container="matroska,webm")
+    plan = plan_transcode(info, audio_tracks=[info.audio[1], info.audio[0]])
+    assert [a.stream_index for a in plan.audio_tracks] == [2, 1] and plan.audio == plan.audio_tracks[0]
+    assert not plan.remux  # the Opus track is re-encoded; the AAC one is copied
+    args = transcode_args("in.mkv", "out.part", plan)
+    maps = [args[i + 1] for i, a in enumerate(args) if a == "-map"]
+    assert maps == ["0:0", "0:2", "0:1"]
+    assert args[args.index("-c:a:0") + 1] == "aac" and args[args.index("-c:a:1") + 1] == "copy"
+    # Gaps are filled with silence only where the track is re-encoded (a copy cannot be filtered).
+    assert args[args.index("-filter:a:0") + 1] == "aresample=async=1" and "-filter:a:1" not in args
+    assert args[args.index("-disposition:a:0") + 1] == "default" and args[args.index("-disposition:a:1") + 1] == "0"
+    assert ["-metadata:s:a:0", "language=rus", "-metadata:s:a:1", "language=eng"] == [
+        a for a in args if a.startswith(("-metadata:s:a", "language="))
+    ]

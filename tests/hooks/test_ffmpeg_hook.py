@@ -188,8 +188,11 @@ def test_default_audio_track_is_kept_and_extracted(hook: FfmpegHook, clip_dir: P
     info, result = run_all(hook, source, tmp_path)
     assert result.remuxed
     assert result.video_path is not None
-    (audio,) = streams(result.video_path, "audio")
-    assert audio["tags"]["language"] == "rus"
+    # Both tracks have sound, so both are kept; the default one first, and only it default.
+    first, second = streams(result.video_path, "audio")
+    assert (first["tags"]["language"], first["disposition"]["default"]) == ("rus", 1)
+    assert (second["tags"]["language"], second["disposition"]["default"]) == ("eng", 0)
+    assert result.audio_tracks == (2, 1)
     extract = hook.extract_audio(source, tmp_path / "audio.wav", info)
     assert extract is not None and extract.stream_index == 2 and extract.language == "rus"
 
@@ -577,3 +580,79 @@ def test_audio_extraction_command_is_built_with_ffmpeg_python():
     assert args[args.index("-f") + 1] == "wav"
     assert args[args.index("-i") + 1] == "in.mkv" and args[-1] == "out.part"
     assert {"-vn", "-sn", "-dn", "-nostdin", "-y"} <= set(args)
+
+
+# ------------------------------------------------ playable-but-odd vs damaged (the corrupt rule)
+
+VP9 = {"video_codec": "libvpx-vp9", "audio_codec": "libopus"}
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "flags"),
+    [
+        # The case: Matroska without per-stream durations, sound 0.8 s short of the picture.
+        (
+            "short-audio.mkv",
+            lambda p: clips.strip_matroska_stream_durations(
+                clips.make_timed_clip(p.with_name("tagged-" + p.name), audio_duration=5.2, **VP9), p
+            ),
+            {"audio_ends_early"},
+        ),
+        # A browser's MediaRecorder: no duration, no index at all.
+        (
+            "recorder.webm",
+            lambda p: clips.make_timed_clip(p, audio_duration=5.2, live=True, **VP9),
+            {"audio_ends_early", "duration_unknown"},
+        ),
+        ("late.mp4", lambda p: clips.make_timed_clip(p, audio_start=2.0), {"audio_starts_late"}),
+        (
+            "gappy.mkv",
+            lambda p: clips.make_timed_clip(p, audio_duration=4.5, audio_gap=(2.0, 1.5), **VP9),
+            {"audio_gaps"},
+        ),
+    ],
+)
+def test_playable_uploads_with_odd_timing_are_processed_and_flagged(
+    hook: FfmpegHook, clip_dir: Path, tmp_path: Path, name: str, make, flags: set[str]
+):
+    source = make(clip_dir / name)
+    info, result = run_all(hook, source, tmp_path / "out")
+    extract = hook.extract_audio(source, tmp_path / "audio.wav", info)
+    assert extract is not None
+    assert set(result.flags) | set(extract.flags) == flags
+    assert info.duration == pytest.approx(6.0, abs=0.1)
+    # The WAV keeps the file's timeline: a late start and gaps are silence, so subtitle times are true.
+    expected_end = 6.0 if "late" in name or "gappy" in name else 5.2
+    assert extract.duration == pytest.approx(expected_end, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("cut-half.mkv", lambda p: clips.truncate_copy(clips.make_timed_clip(p.with_name("w.mkv"), **VP9), p, 0.5)),
+        ("no-index.mp4", lambda p: clips.drop_mp4_index(clips.make_timed_clip(p.with_name("w.mp4")), p)),
+        ("flipped.mkv", lambda p: clips.flip_bits_copy(clips.make_timed_clip(p.with_name("f.mkv"), **VP9), p, 1000)),
+    ],
+)
+def test_damaged_uploads_are_still_corrupt(hook: FfmpegHook, clip_dir: Path, tmp_path: Path, name: str, make):
+    source = make(clip_dir / name)
+    with pytest.raises(InputRejected) as err:
+        info = hook.probe(source)
+        hook.transcode(source, tmp_path / "out", info)
+    assert err.value.reason is RejectReason.CORRUPT
+    assert leftovers(tmp_path) == []
+
+
+def test_silent_tracks_are_dropped_and_the_speech_track_is_extracted(hook: FfmpegHook, clip_dir: Path, tmp_path: Path):
+    source = clips.make_multitrack_speech_video(
+        clip_dir / "two-tracks.mp4", "Hello from the second track.", tracks=3, speech_track=1
+    )
+    info = hook.probe(source)
+    levels = hook.measure_audio(source, info)
+    assert [i for i, lv in sorted(levels.items()) if lv.peak_db > -60] == [2]
+    result = hook.transcode(source, tmp_path / "out", info)
+    assert result.audio_tracks == (2,) and set(result.flags) == {"silent_audio_tracks"}
+    assert result.video_path is not None and len(streams(result.video_path, "audio")) == 1
+    track = next(t for t in info.audio if t.index == 2)
+    extract = hook.extract_audio(source, tmp_path / "speech.wav", info, track)
+    assert extract is not None and extract.stream_index == 2

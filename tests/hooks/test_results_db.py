@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from include.video_pipeline.core.errors import FailureReport
 from include.video_pipeline.hooks.results_db import ResultsDbHook
@@ -24,7 +25,22 @@ def test_migrations_apply_once(results_db: ResultsDbHook):
     assert results_db.migrate() == []  # the fixture already applied them
     with results_db.cursor() as cur:
         cur.execute("SELECT name FROM schema_migrations")
-        assert [r[0] for r in cur.fetchall()] == ["001_ledger_and_results.sql", "002_arrival_time_and_content_hash.sql"]
+        applied = sorted(r[0] for r in cur.fetchall())
+    # Every file in sql/, each once (several engineers add migrations side by side).
+    shipped = sorted(p.name for p in (Path(__file__).parents[2] / "include/video_pipeline/sql").glob("*.sql"))
+    assert applied == shipped and applied[:3] == [
+        "001_ledger_and_results.sql",
+        "002_arrival_time_and_content_hash.sql",
+        "003_media_flags.sql",
+    ]
+
+
+def test_media_flags_merge(results_db: ResultsDbHook):
+    assert _claim(results_db, video_id="flags-1")
+    results_db.add_media_flags("flags-1", {"audio_ends_early": "the sound ends 0.8 s before the picture"})
+    results_db.add_media_flags("flags-1", {"several_audio_tracks": "2 audio tracks"})
+    row = results_db.get_video("flags-1")
+    assert row is not None and set(row["media_flags"]) == {"audio_ends_early", "several_audio_tracks"}
 
 
 def test_a_video_is_claimed_once_even_by_concurrent_runs(results_db: ResultsDbHook):

@@ -70,6 +70,7 @@ class VideoStream:
     hdr: str | None = None
     bit_rate: int | None = None
     duration: float | None = None
+    start: float = 0.0
 
     @property
     def display_width(self) -> int:
@@ -95,7 +96,12 @@ class VideoStream:
 
 @dataclass(frozen=True)
 class AudioStream:
-    """One audio track. ``default`` is the container's default-track flag."""
+    """One audio track. ``default`` is the container's default-track flag.
+
+    :param duration: the track's own length from the file's index (mp4 track
+        header, Matroska ``DURATION`` tag); ``None`` when the container keeps none.
+    :param start: where the track starts, in seconds from the file's start.
+    """
 
     index: int
     codec: str
@@ -106,6 +112,7 @@ class AudioStream:
     default: bool = False
     bit_rate: int | None = None
     duration: float | None = None
+    start: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,8 @@ class MediaInfo:
     :param video: the main video stream, or ``None`` for audio-only uploads
         (cover art in an mp3 or m4a is not a video stream).
     :param audio: every audio track, in file order.
+    :param duration_measured: the container did not say how long it is (a live
+        or browser recording); ``duration`` was measured by reading the file.
     """
 
     container: str
@@ -126,6 +135,7 @@ class MediaInfo:
     audio: tuple[AudioStream, ...] = ()
     bit_rate: int | None = None
     format_long_name: str | None = None
+    duration_measured: bool = False
 
     @property
     def has_video(self) -> bool:
@@ -217,6 +227,37 @@ def _bit_depth(stream: Mapping[str, Any]) -> int:
     return raw if raw and raw > 8 else 8
 
 
+def _stream_duration(stream: Mapping[str, Any]) -> float | None:
+    """The stream's own length: ffprobe's ``duration``, else from a Matroska ``DURATION`` tag.
+
+    ffmpeg's Matroska muxer writes that tag (``00:00:13.600000000``); it is where
+    the stream *ends*, so a stream that starts late is that much shorter.
+    ffprobe does not turn it into a duration.
+    """
+    own = _float(stream.get("duration"))
+    if own:
+        return own
+    end = _duration_tag(stream)
+    if end is None:
+        return None
+    start = _float(stream.get("start_time")) or 0.0
+    return end - start if end - start > 0 else None
+
+
+def _duration_tag(stream: Mapping[str, Any]) -> float | None:
+    tags = stream.get("tags") or {}
+    for key, value in tags.items():
+        if key.upper().startswith("DURATION") and isinstance(value, str):
+            parts = value.strip().split(":")
+            try:
+                seconds = float(sum(float(p) * 60**i for i, p in enumerate(reversed(parts))))
+            except ValueError:
+                continue
+            if math.isfinite(seconds) and seconds > 0:
+                return seconds
+    return None
+
+
 def _is_default(stream: Mapping[str, Any]) -> bool:
     return bool((stream.get("disposition") or {}).get("default"))
 
@@ -225,7 +266,7 @@ def _is_cover_art(stream: Mapping[str, Any]) -> bool:
     return bool((stream.get("disposition") or {}).get("attached_pic"))
 
 
-def _parse_video(stream: Mapping[str, Any]) -> VideoStream:
+def _parse_video(stream: Mapping[str, Any], origin: float = 0.0) -> VideoStream:
     nominal = _rate(stream.get("r_frame_rate"))
     average = _rate(stream.get("avg_frame_rate"))
     frame_rate = average or nominal
@@ -246,11 +287,17 @@ def _parse_video(stream: Mapping[str, Any]) -> VideoStream:
         interlaced=field_order not in ("progressive", "unknown"),
         hdr=_HDR_TRANSFERS.get(stream.get("color_transfer") or ""),
         bit_rate=_int(stream.get("bit_rate")),
-        duration=_float(stream.get("duration")),
+        duration=_stream_duration(stream),
+        start=_start(stream, origin),
     )
 
 
-def _parse_audio(stream: Mapping[str, Any]) -> AudioStream:
+def _start(stream: Mapping[str, Any], origin: float) -> float:
+    start = _float(stream.get("start_time"))
+    return round(max(0.0, start - origin), 3) if start is not None else 0.0
+
+
+def _parse_audio(stream: Mapping[str, Any], origin: float = 0.0) -> AudioStream:
     tags = stream.get("tags") or {}
     language = tags.get("language")
     return AudioStream(
@@ -262,7 +309,8 @@ def _parse_audio(stream: Mapping[str, Any]) -> AudioStream:
         language=language if language and language != "und" else None,
         default=_is_default(stream),
         bit_rate=_int(stream.get("bit_rate")),
-        duration=_float(stream.get("duration")),
+        duration=_stream_duration(stream),
+        start=_start(stream, origin),
     )
 
 
@@ -278,12 +326,15 @@ def parse_probe(data: Mapping[str, Any], *, size_bytes: int | None = None) -> Me
     # Prefer the default-flagged video stream; files with several (camera
     # multi-angle, a stray preview track) flag the main one.
     videos.sort(key=lambda s: not _is_default(s))
-    audio = tuple(_parse_audio(s) for s in streams if s.get("codec_type") == "audio")
-    video = _parse_video(videos[0]) if videos else None
+    # Stream start times relative to the file's start: ffmpeg shifts every
+    # stream by the earliest one when it reads the file, and so do players.
+    origin = _float(fmt.get("start_time")) or 0.0
+    audio = tuple(_parse_audio(s, origin) for s in streams if s.get("codec_type") == "audio")
+    video = _parse_video(videos[0], origin) if videos else None
 
     duration = _float(fmt.get("duration"))
     if not duration:
-        stream_durations = [d for d in (_float(s.get("duration")) for s in streams) if d]
+        stream_durations = [d for d in (_stream_duration(s) for s in streams) if d]
         duration = max(stream_durations, default=0.0)
     size = size_bytes if size_bytes is not None else (_int(fmt.get("size")) or 0)
     return MediaInfo(
@@ -551,7 +602,7 @@ class VideoPlan:
 
 @dataclass(frozen=True)
 class AudioPlan:
-    """What happens to the chosen audio track (the default one)."""
+    """What happens to one kept audio track."""
 
     stream_index: int
     copy: bool
@@ -566,13 +617,15 @@ class TranscodePlan:
 
     ``video`` is ``None`` for audio-only uploads: there is then no video, poster
     or thumbnails to make. ``reasons`` says why anything is re-encoded, for the
-    task log.
+    task log. ``audio_tracks`` are every track ``video.mp4`` keeps, in output
+    order (the default one first); ``audio`` is the first of them.
     """
 
     duration: float
     video: VideoPlan | None = None
     audio: AudioPlan | None = None
     reasons: tuple[str, ...] = ()
+    audio_tracks: tuple[AudioPlan, ...] = ()
 
     @property
     def has_video_outputs(self) -> bool:
@@ -581,7 +634,11 @@ class TranscodePlan:
     @property
     def remux(self) -> bool:
         """True when every kept stream is copied: the fast path, no quality loss."""
-        return self.video is not None and self.video.copy and (self.audio is None or self.audio.copy)
+        return self.video is not None and self.video.copy and all(a.copy for a in self.kept_audio)
+
+    @property
+    def kept_audio(self) -> tuple[AudioPlan, ...]:
+        return self.audio_tracks or ((self.audio,) if self.audio is not None else ())
 
 
 def _even(value: float) -> int:
@@ -673,8 +730,9 @@ def plan_transcode(
     max_remux_bitrate: int = DEFAULT_MAX_REMUX_BITRATE,
     max_fps: float = DEFAULT_MAX_FPS,
     can_tonemap: bool = True,
+    audio_tracks: Sequence[AudioStream] | None = None,
 ) -> TranscodePlan:
-    """Decide stream copy vs re-encode for the video and the default audio track.
+    """Decide stream copy vs re-encode for the video and the audio tracks it keeps.
 
     Each stream is decided on its own: an H.264 screen recording with Opus
     audio copies the video and re-encodes only the sound. ``remux`` on the plan
@@ -682,6 +740,9 @@ def plan_transcode(
 
     :param can_tonemap: whether this ffmpeg has ``zscale`` and ``tonemap``; without
         them HDR is only converted to 8 bits, which looks washed out but plays.
+    :param audio_tracks: the tracks to keep, in output order (see
+        :func:`~include.video_pipeline.core.audio_tracks.tracks_for_video`);
+        default: the default track alone.
     """
     reasons: list[str] = []
     video_plan: VideoPlan | None = None
@@ -716,23 +777,30 @@ def plan_transcode(
                 preset=preset,
             )
 
-    audio_plan: AudioPlan | None = None
-    chosen = info.default_audio
-    if chosen is not None and video is not None:
-        audio_blockers = _audio_copy_blockers(info, chosen)
-        reasons.extend(audio_blockers)
-        audio_plan = AudioPlan(
-            stream_index=chosen.index,
-            copy=not audio_blockers,
-            channels=2 if chosen.channels > 2 else None,
-            sample_rate=48000 if chosen.sample_rate and chosen.sample_rate > 48000 else None,
-            language=chosen.language,
+    # Audio-only upload: no web video to make; the audio is extracted for
+    # transcription separately, straight from the source.
+    kept: list[AudioPlan] = []
+    default = info.default_audio
+    chosen = tuple(audio_tracks) if audio_tracks is not None else ((default,) if default is not None else ())
+    for track in chosen if video is not None else ():
+        audio_blockers = _audio_copy_blockers(info, track)
+        reasons.extend(b for b in audio_blockers if b not in reasons)
+        kept.append(
+            AudioPlan(
+                stream_index=track.index,
+                copy=not audio_blockers,
+                channels=2 if track.channels > 2 else None,
+                sample_rate=48000 if track.sample_rate and track.sample_rate > 48000 else None,
+                language=track.language,
+            )
         )
-    elif chosen is not None:
-        # Audio-only upload: no web video to make; the audio is extracted for
-        # transcription separately, straight from the source.
-        audio_plan = None
-    return TranscodePlan(duration=info.duration, video=video_plan, audio=audio_plan, reasons=tuple(reasons))
+    return TranscodePlan(
+        duration=info.duration,
+        video=video_plan,
+        audio=kept[0] if kept else None,
+        reasons=tuple(reasons),
+        audio_tracks=tuple(kept),
+    )
 
 
 def _source_filters(video: VideoStream, *, max_fps: float, can_tonemap: bool) -> list[str]:
@@ -784,9 +852,10 @@ def transcode_args(source: str, dest: str, plan: TranscodePlan, *, threads: int 
     if plan.video is None:
         raise ValueError("this plan has no video output (audio-only upload)")
     video = plan.video
+    tracks = plan.kept_audio
     args = [*_COMMON, "-i", source, "-map", f"0:{video.stream_index}"]
-    if plan.audio is not None:
-        args += ["-map", f"0:{plan.audio.stream_index}"]
+    for track in tracks:
+        args += ["-map", f"0:{track.stream_index}"]
     args += ["-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn"]
     if video.copy:
         args += ["-c:v", "copy"]
@@ -812,18 +881,22 @@ def transcode_args(source: str, dest: str, plan: TranscodePlan, *, threads: int 
             "-fps_mode",
             "vfr",
         ]
-    if plan.audio is not None:
-        audio = plan.audio
+    for i, audio in enumerate(tracks):
+        # Per output track (a:0, a:1...): one may be copied while another is re-encoded.
         if audio.copy:
-            args += ["-c:a", "copy"]
+            args += [f"-c:a:{i}", "copy"]
         else:
-            args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
+            # async=1 fills timestamp gaps (a dropped-out microphone) with
+            # silence instead of closing them up, so sound stays in sync with the picture.
+            args += [f"-filter:a:{i}", "aresample=async=1", f"-c:a:{i}", "aac", f"-b:a:{i}", AUDIO_BITRATE]
             if audio.channels:
-                args += ["-ac", str(audio.channels)]
+                args += [f"-ac:a:{i}", str(audio.channels)]
             if audio.sample_rate:
-                args += ["-ar", str(audio.sample_rate)]
+                args += [f"-ar:a:{i}", str(audio.sample_rate)]
         if audio.language:
-            args += ["-metadata:s:a:0", f"language={audio.language}"]
+            args += [f"-metadata:s:a:{i}", f"language={audio.language}"]
+        # Players start with the default track: the first one, and only it.
+        args += [f"-disposition:a:{i}", "default" if i == 0 else "0"]
     if threads > 0:
         args += ["-threads", str(threads)]
     # faststart: the index goes before the media so a browser can start playing

@@ -34,6 +34,7 @@ import jinja2
 from markupsafe import Markup
 
 from include.video_pipeline.core.analysis import normalize_language
+from include.video_pipeline.core.integrity import FLAG_TEXT
 
 REPORT_NAME = "report.html"
 
@@ -63,6 +64,8 @@ class ReportInput:
     :param analysis: ``analysis.json`` as published (``AnalysisResult.to_dict``).
     :param video_file: the sibling to play, or None for audio-only uploads.
     :param files: names of the sibling files, for the downloads list.
+    :param media_flags: what was odd about the upload (``{code: detail}``,
+        :mod:`~include.video_pipeline.core.integrity`), shown as warnings.
     """
 
     video_id: str
@@ -78,6 +81,7 @@ class ReportInput:
     poster_file: str | None = POSTER_FILE
     subtitles_file: str | None = SUBTITLES_FILE
     files: Sequence[str] = field(default_factory=tuple)
+    media_flags: Mapping[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- labels
@@ -183,6 +187,21 @@ ANALYSIS_FLAG_TEXT: dict[str, dict[str, str]] = {
         "quote_not_in_transcript": "Часть цитат удалена: их нет в расшифровке.",
         "chunked": "Расшифровка длинная и анализировалась по частям.",
         "language_corrected": "Язык анализа был исправлен.",
+    },
+}
+# Media flags (core.integrity.FLAG_TEXT has the English), for Russian readers.
+MEDIA_FLAG_TEXT: dict[str, dict[str, str]] = {
+    "en": FLAG_TEXT,
+    "ru": {
+        "audio_starts_late": "Звук начинается позже изображения.",
+        "audio_ends_early": "Звук заканчивается раньше изображения.",
+        "video_ends_early": "Изображение заканчивается раньше звука.",
+        "audio_gaps": "В звуке есть пропуски; они заполнены тишиной, чтобы субтитры не сбились.",
+        "duration_unknown": "Файл не сообщает свою длительность (запись из браузера или трансляции); она измерена.",
+        "decode_errors": "Несколько кадров повреждены; остальная запись обработана.",
+        "truncated_tail": "Файл обрывается; не хватает только последних мгновений.",
+        "silent_audio_tracks": "Часть звуковых дорожек беззвучна; в веб-видео они не вошли.",
+        "several_audio_tracks": "В файле несколько звуковых дорожек; расшифровка сделана по одной из них.",
     },
 }
 # Flags that repeat a transcript quality already shown as a warning.
@@ -553,6 +572,15 @@ def _url(name: str | None) -> str | None:
     return f"./{quote(name)}" if name else None
 
 
+def _media_warnings(media_flags: Mapping[str, str], lang: str) -> list[dict[str, str]]:
+    """One warning per media flag: what it means, then what was measured (``detail``)."""
+    texts = MEDIA_FLAG_TEXT[lang]
+    return [
+        {"code": code, "text": f"{texts.get(code, code)} ({detail})" if detail else texts.get(code, code)}
+        for code, detail in media_flags.items()
+    ]
+
+
 def _warnings(transcript: Mapping[str, Any], flags: Sequence[str], lang: str) -> list[dict[str, str]]:
     quality = str(transcript.get("quality") or "ok")
     if "transcript_suspect" in flags and quality == "ok":
@@ -662,7 +690,7 @@ def render_report(report: ReportInput) -> str:
         poster_url=_url(report.poster_file),
         subtitles_url=_url(report.subtitles_file) if playable else None,
         transcript_lang=transcript_lang,
-        warnings=_warnings(transcript, flags, lang),
+        warnings=_warnings(transcript, flags, lang) + _media_warnings(report.media_flags, lang),
         summary=str(data.get("summary") or "").strip(),
         key_points=_strings(data.get("key_points")),
         chapters=_chapters(data),

@@ -20,7 +20,7 @@ would build are built (and unit-tested) in ``core.media`` instead.
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import json
 import os
 import shutil
@@ -37,12 +37,23 @@ from pathlib import Path
 from airflow.sdk import BaseHook
 
 from include.video_pipeline.config import TranscodeSettings
+from include.video_pipeline.core.audio_tracks import AudioLevel, parse_volumedetect, tracks_for_video
 from include.video_pipeline.core.errors import InputRejected, RejectReason, StageTimeout
+from include.video_pipeline.core.integrity import (
+    TIMING_SLACK_SECONDS,
+    DecodeLog,
+    Span,
+    assess_decode,
+    check_decoded_length,
+    flag,
+    timing_flags,
+)
 from include.video_pipeline.core.media import (
     HLS_AUDIO_CODECS,
     HLS_DIR,
     HLS_MASTER_NAME,
     WHISPER_SAMPLE_RATE,
+    AudioStream,
     HlsPlan,
     HlsVariant,
     MediaInfo,
@@ -50,11 +61,9 @@ from include.video_pipeline.core.media import (
     PosterPlan,
     avc_codecs_attribute,
     average_bitrate,
-    check_complete_output,
     check_size,
     classify_ffmpeg_failure,
     classify_probe_failure,
-    expected_output_duration,
     hls_args,
     parse_ffmpeg_banner,
     parse_media_playlist,
@@ -82,6 +91,9 @@ _STDERR_KEEP_LINES = 400
 # Log progress at most this often, so an hour-long transcode does not flood the task log.
 _PROGRESS_LOG_STEP_PERCENT = 10.0
 _PROGRESS_LOG_MIN_SECONDS = 30.0
+
+# Read every packet, decode none: how long a file without a duration really is.
+_DEMUX_ONLY = ("-map", "0:v?", "-map", "0:a?", "-c", "copy", "-f", "null", "-")
 
 VIDEO_NAME = "video.mp4"
 POSTER_NAME = "poster.jpg"
@@ -133,6 +145,9 @@ class TranscodeResult:
     :param remuxed: every stream was copied, nothing re-encoded.
     :param reasons: why streams were re-encoded, for logs and reports.
     :param hls: the HLS ladder, when enabled (``VIDEO_PIPELINE_HLS``) and the upload has video.
+    :param flags: what is odd about a playable upload (``{code: detail}``, see
+        :mod:`~include.video_pipeline.core.integrity`); never a reason to reject it.
+    :param audio_tracks: the upload's audio stream indexes ``video.mp4`` keeps, in its order.
     """
 
     video_path: Path | None
@@ -146,6 +161,8 @@ class TranscodeResult:
     elapsed_seconds: float
     reasons: tuple[str, ...] = ()
     hls: HlsResult | None = None
+    flags: dict[str, str] = field(default_factory=dict)
+    audio_tracks: tuple[int, ...] = ()
 
     @property
     def has_video(self) -> bool:
@@ -164,7 +181,10 @@ class TranscodeResult:
 
 @dataclass(frozen=True)
 class AudioExtract:
-    """A 16 kHz mono PCM WAV of the upload's default audio track."""
+    """A 16 kHz mono PCM WAV of one audio track, on the file's timeline (a late start and gaps are silence).
+
+    :param flags: what decoding the track found odd (``{code: detail}``).
+    """
 
     path: Path
     duration: float
@@ -173,15 +193,18 @@ class AudioExtract:
     sample_rate: int = WHISPER_SAMPLE_RATE
     channels: int = 1
     language: str | None = None
+    flags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class _Run:
-    """The outcome of one ffmpeg process."""
+    """The outcome of one ffmpeg process: its warnings and errors, and what it decoded."""
 
     returncode: int
     stderr: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    log: DecodeLog = field(default_factory=DecodeLog)
+    media_seconds: float = 0.0
 
     @property
     def tail(self) -> str:
@@ -299,6 +322,8 @@ class FfmpegHook(BaseHook):
         check_size(size, max_bytes=self.settings.max_upload_bytes)
         data = self._probe_json(path)
         info = parse_probe(data, size_bytes=size)
+        if info.duration <= 0 and (info.video is not None or info.audio) and not info.is_still_image:
+            info = self._measure_duration(path, info)
         validate_media(
             info,
             max_bytes=self.settings.max_upload_bytes,
@@ -354,6 +379,57 @@ class FfmpegHook(BaseHook):
             f"probing {path.name} failed (exit {returncode}):\n{tail}", returncode=returncode, stderr_tail=tail
         )
 
+    def _measure_duration(self, path: Path, info: MediaInfo) -> MediaInfo:
+        """Read the whole file once without decoding (stream copy to nowhere) to learn how long it is.
+
+        Browser (MediaRecorder) and live recordings in WebM/Matroska say nothing
+        about their length; reading the packets costs a pass over the bytes,
+        not a decode. What the time limits and progress need is then known.
+        """
+        run = self._run(
+            ["-hide_banner", "-nostdin", "-loglevel", "warning", "-i", str(path), *_DEMUX_ONLY],
+            what=f"measuring the length of {path.name}",
+            duration=0.0,
+            timeout=float(self.settings.timeout_floor_seconds),
+        )
+        self.log.info("%s does not say how long it is; reading it measured %.2f s", path.name, run.media_seconds)
+        return dataclasses.replace(info, duration=round(run.media_seconds, 3), duration_measured=True)
+
+    def measure_audio(self, path: str | os.PathLike[str], info: MediaInfo) -> dict[int, AudioLevel]:
+        """Peak and mean level of every audio track (one ffmpeg run); empty with fewer than two tracks.
+
+        Only a choice between tracks needs it: which ones ``video.mp4`` keeps and
+        which one is transcribed.
+        """
+        path = Path(path)
+        indexes = [track.index for track in info.audio]
+        if len(indexes) < 2:
+            return {}
+        graph = ";".join(f"[0:{index}]volumedetect[l{n}]" for n, index in enumerate(indexes))
+        cmd = [self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "info", "-i", str(path), "-filter_complex", graph]
+        for n in range(len(indexes)):
+            cmd += ["-map", f"[l{n}]"]
+        cmd += ["-f", "null", "-"]
+        timeout = stage_timeout(
+            info.duration, factor=self.settings.timeout_factor, floor_seconds=self.settings.timeout_floor_seconds
+        )
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise StageTimeout(f"measuring the audio tracks of {path.name} took longer than {timeout:.0f} s") from None
+        stderr = proc.stderr.decode("utf-8", "replace")
+        if proc.returncode != 0:
+            self._raise_failure(
+                f"measuring the audio tracks of {path.name}", _Run(proc.returncode, stderr.splitlines())
+            )
+        levels = parse_volumedetect(stderr.splitlines(), indexes)
+        self.log.info(
+            "Audio tracks of %s: %s",
+            path.name,
+            ", ".join(f"#{i} peak {lv.peak_db:.1f} dB, mean {lv.mean_db:.1f} dB" for i, lv in sorted(levels.items())),
+        )
+        return levels
+
     def _duration_of(self, path: Path) -> float:
         """Duration of a file we wrote ourselves (used to detect truncated sources)."""
         data = self._probe_json(path)
@@ -379,12 +455,15 @@ class FfmpegHook(BaseHook):
         started = time.monotonic()
         source, out_dir = Path(source), Path(out_dir)
         settings = self.settings
+        levels = self.measure_audio(source, info) if info.video is not None else {}
+        keep = tracks_for_video(info.audio, levels)
         plan = plan_transcode(
             info,
             max_height=settings.max_height,
             crf=settings.crf,
             preset=settings.preset,
             can_tonemap=bool(info.video and info.video.hdr) and self.can_tonemap,
+            audio_tracks=keep,
         )
         if plan.video is None:
             self.log.info("%s has no video stream: no web video, poster or thumbnails to make", source.name)
@@ -408,10 +487,11 @@ class FfmpegHook(BaseHook):
                 what=f"transcoding {source.name}",
                 duration=info.duration,
                 timeout=timeout,
+                decode_stats=True,
             )
             out = parse_probe(self._probe_json(tmp_video), size_bytes=tmp_video.stat().st_size)
-            self._check_complete(expected_output_duration(info, plan), out.duration, run)
             assert out.video is not None, "ffmpeg wrote an mp4 without video"
+            flags = self._assess_transcode(info, out, keep, run)
             width, height = out.video.display_width, out.video.display_height
 
             self._make_poster(tmp_video, tmp_poster, out)
@@ -455,7 +535,53 @@ class FfmpegHook(BaseHook):
             elapsed_seconds=elapsed,
             reasons=plan.reasons,
             hls=hls,
+            flags=flags,
+            audio_tracks=tuple(track.index for track in keep),
         )
+
+    def _assess_transcode(
+        self,
+        info: MediaInfo,
+        out: MediaInfo,
+        keep: tuple[AudioStream, ...],
+        run: _Run,
+    ) -> dict[str, str]:
+        """Refuse a damaged source (the rule: :mod:`~include.video_pipeline.core.integrity`); else flag a playable one.
+
+        The web mp4 keeps exact per-stream durations, so what was decoded is
+        read back from it and held against what the upload's index promised.
+        """
+        assert info.video is not None and out.video is not None
+        spans = {info.video.index: _span(out.video.start, out.video.duration, out.duration)}
+        for source_track, written in zip(keep, out.audio, strict=False):
+            spans[source_track.index] = _span(written.start, written.duration, out.duration)
+        promised = {info.video.index: _promise(info.video.start, info.video.duration)}
+        promised.update({t.index: _promise(t.start, t.duration) for t in keep})
+        try:
+            flags = check_decoded_length(
+                promised, {i: s.end for i, s in spans.items()}, container_seconds=info.duration, whole_file=True
+            )
+            flags.update(assess_decode(run.log, what=f"the upload ({info.container})"))
+        except InputRejected as exc:
+            exc.details["ffmpeg"] = run.tail
+            raise
+        rate = (keep[0].sample_rate if keep else None) or 48000
+        audio_spans = [spans[t.index] for t in keep if t.index in spans]
+        flags.update(timing_flags(spans[info.video.index], audio_spans, gaps_seconds=run.log.silence_samples / rate))
+        if info.duration_measured:
+            flags.update(flag("duration_unknown", f"the container gives no duration; measured {info.duration:.1f} s"))
+        dropped = [t.index for t in info.audio if t.index not in {k.index for k in keep}]
+        if dropped:
+            flags.update(
+                flag(
+                    "silent_audio_tracks",
+                    f"{len(dropped)} of {len(info.audio)} audio tracks are silent (streams "
+                    f"{', '.join(map(str, dropped))}) and were left out of video.mp4",
+                )
+            )
+        if flags:
+            self.log.warning("%s is playable but unusual: %s", info.container, "; ".join(flags.values()))
+        return flags
 
     def _make_poster(self, video: Path, dest: Path, out: MediaInfo) -> None:
         plan = plan_poster(out.duration, out.video.frame_rate if out.video else None)
@@ -553,7 +679,7 @@ class FfmpegHook(BaseHook):
     def _check_hls(self, folder: Path, plan: HlsPlan, info: MediaInfo, run: _Run) -> list[HlsVariant]:
         """Read back what ffmpeg wrote: every segment present, whole durations, measured bit rates."""
 
-        def read(playlist: str, expected: float) -> tuple[MediaPlaylist, list[tuple[float, int]]]:
+        def read(playlist: str) -> tuple[MediaPlaylist, list[tuple[float, int]]]:
             path = folder / playlist
             try:
                 media = parse_media_playlist(path.read_text(encoding="utf-8"))
@@ -565,20 +691,26 @@ class FfmpegHook(BaseHook):
                 raise FfmpegError(
                     f"the HLS playlist {playlist} is incomplete (missing: {missing[:5]})", stderr_tail=run.tail
                 )
-            # A truncated source can still make a short, valid ladder: refuse it like the mp4.
-            self._check_complete(expected, media.duration, run)
             return media, [(seconds, p.stat().st_size) for p, seconds in files]
 
-        video_seconds = (info.video.duration if info.video else None) or info.duration
+        assert info.video is not None
+        promised = {info.video.index: _promise(info.video.start, info.video.duration)}
         audio_sizes: list[tuple[float, int]] = []
         audio_peak = 0
+        decoded: dict[int, float] = {}
         if plan.audio is not None and plan.audio_playlist is not None:
             track = next((a for a in info.audio if a.index == plan.audio.stream_index), None)
-            audio, audio_sizes = read(plan.audio_playlist, (track.duration if track else None) or info.duration)
+            audio, audio_sizes = read(plan.audio_playlist)
             audio_peak = peak_segment_bitrate(audio_sizes, audio.target_duration)
+            if track is not None:
+                promised[track.index] = _promise(track.start, track.duration)
+                decoded[track.index] = track.start + audio.duration
         variants = []
         for rung in plan.renditions:
-            media, sizes = read(rung.playlist, video_seconds)
+            media, sizes = read(rung.playlist)
+            decoded[info.video.index] = info.video.start + media.duration
+            # A truncated source can still make a short, valid ladder: refuse it like the mp4.
+            self._check_lengths(promised, decoded, info, run, whole_file=True)
             assert media.init is not None
             codecs = avc_codecs_attribute((folder / rung.name / media.init).read_bytes())
             if codecs is None:
@@ -603,19 +735,26 @@ class FfmpegHook(BaseHook):
     # ------------------------------------------------------------- audio for ASR
 
     def extract_audio(
-        self, source: str | os.PathLike[str], out_path: str | os.PathLike[str], info: MediaInfo
+        self,
+        source: str | os.PathLike[str],
+        out_path: str | os.PathLike[str],
+        info: MediaInfo,
+        track: AudioStream | None = None,
     ) -> AudioExtract | None:
-        """Write the default audio track of ``source`` as 16 kHz mono PCM WAV to ``out_path``.
+        """Write one audio track of ``source`` (default: the default track) as 16 kHz mono PCM WAV to ``out_path``.
 
-        Returns ``None`` when the upload has no audio (a silent screen
-        recording): there is nothing to transcribe, which is not an error.
+        The WAV sits on the file's timeline: a track that starts late is
+        preceded by silence and gaps are filled with silence, so transcript
+        times match the video. Returns ``None`` when the upload has no audio
+        (a silent screen recording): there is nothing to transcribe, which is
+        not an error.
 
         :raises InputRejected: the audio turned out to be corrupt while decoding.
         :raises StageTimeout: ffmpeg ran past its time budget.
         :raises FfmpegError: any other ffmpeg failure (retryable).
         """
         source, out_path = Path(source), Path(out_path)
-        track = info.default_audio
+        track = track or info.default_audio
         if track is None:
             self.log.info("%s has no audio stream: nothing to transcribe", source.name)
             return None
@@ -631,11 +770,12 @@ class FfmpegHook(BaseHook):
                 what=f"extracting audio of {source.name}",
                 duration=info.duration,
                 timeout=timeout,
+                decode_stats=True,
             )
             # 16-bit mono: two bytes a sample. The WAV header (~80 bytes) is
             # under 3 ms of audio, far below the tolerance of the check.
             duration = max(0, tmp.stat().st_size - 44) / (2 * WHISPER_SAMPLE_RATE)
-            self._check_complete(track.duration or info.duration, duration, run)
+            flags = self._assess_extract(info, track, duration, run)
             tmp.replace(out_path)
         except BaseException:
             _remove([tmp])
@@ -648,23 +788,66 @@ class FfmpegHook(BaseHook):
             stream_index=track.index,
             elapsed_seconds=elapsed,
             language=track.language,
+            flags=flags,
         )
+
+    def _assess_extract(self, info: MediaInfo, track: AudioStream, seconds: float, run: _Run) -> dict[str, str]:
+        """The corrupt rule for one decoded audio track; the flags of a playable one."""
+        # The track alone is the whole file only in a single-track audio upload;
+        # in a video its sound may rightly end before the picture.
+        whole_file = info.video is None and len(info.audio) == 1
+        flags = self._check_lengths(
+            {track.index: _promise(track.start, track.duration)}, {track.index: seconds}, info, run, whole_file
+        )
+        try:
+            flags.update(assess_decode(run.log, what=f"audio track {track.index}"))
+        except InputRejected as exc:
+            exc.details["ffmpeg"] = run.tail
+            raise
+        # The silence aresample added: the late start, then every gap (at the track's own rate).
+        padded = run.log.silence_samples / (track.sample_rate or WHISPER_SAMPLE_RATE)
+        flags.update(timing_flags(None, (), gaps_seconds=padded - track.start))
+        video_start = info.video.start if info.video is not None else None
+        if video_start is not None and track.start - video_start > TIMING_SLACK_SECONDS:
+            flags.update(
+                flag("audio_starts_late", f"the sound starts {track.start - video_start:.1f} s after the picture")
+            )
+        return flags
 
     # ------------------------------------------------------------------- running
 
-    def _check_complete(self, expected: float, actual: float, run: _Run) -> None:
+    def _check_lengths(
+        self, promised: dict[int, float | None], decoded: dict[int, float], info: MediaInfo, run: _Run, whole_file: bool
+    ) -> dict[str, str]:
         try:
-            check_complete_output(expected, actual)
+            return check_decoded_length(promised, decoded, container_seconds=info.duration, whole_file=whole_file)
         except InputRejected as exc:
             exc.details["ffmpeg"] = run.tail
             raise
 
-    def _run(self, args: list[str], *, what: str, duration: float, timeout: float, cwd: Path | None = None) -> _Run:
-        """Run ffmpeg with ``args`` (in ``cwd``); log progress; enforce ``timeout``; classify failures."""
+    def _run(
+        self,
+        args: list[str],
+        *,
+        what: str,
+        duration: float,
+        timeout: float,
+        cwd: Path | None = None,
+        decode_stats: bool = False,
+    ) -> _Run:
+        """Run ffmpeg with ``args`` (in ``cwd``); log progress; enforce ``timeout``; classify failures.
+
+        :param decode_stats: log at ``level+verbose`` so the run's :class:`DecodeLog`
+            counts what was decoded, damaged and padded (the corrupt rule's evidence);
+            only warnings and errors are kept as text either way.
+        """
+        if decode_stats:
+            args = _verbose(args)
         cmd = [self.ffmpeg, "-progress", "pipe:1", "-nostats", *args]
         self.log.debug("Running %s", cmd)
         started = time.monotonic()
-        stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_KEEP_LINES)
+        stderr = DecodeLog(keep_lines=_STDERR_KEEP_LINES)
+        progress: list[float] = [0.0]
         # Own process group: on timeout we kill ffmpeg and anything it spawned,
         # and a Ctrl-C/SIGTERM aimed at the worker's group does not race us.
         proc = subprocess.Popen(
@@ -676,7 +859,7 @@ class FfmpegHook(BaseHook):
             cwd=cwd,
         )
         readers = [
-            threading.Thread(target=self._read_progress, args=(proc, what, duration, started), daemon=True),
+            threading.Thread(target=self._read_progress, args=(proc, what, duration, started, progress), daemon=True),
             threading.Thread(target=_read_lines, args=(proc.stderr, stderr), daemon=True),
         ]
         for reader in readers:
@@ -688,7 +871,7 @@ class FfmpegHook(BaseHook):
             _kill(proc)
             for reader in readers:
                 reader.join(timeout=5)
-            tail = "\n".join(list(stderr)[-STDERR_TAIL_LINES:])
+            tail = "\n".join(stderr.kept[-STDERR_TAIL_LINES:])
             elapsed = time.monotonic() - started
             if elapsed >= timeout:
                 raise StageTimeout(
@@ -698,7 +881,13 @@ class FfmpegHook(BaseHook):
             raise
         for reader in readers:
             reader.join(timeout=10)
-        run = _Run(returncode=returncode, stderr=list(stderr), elapsed=time.monotonic() - started)
+        run = _Run(
+            returncode=returncode,
+            stderr=list(stderr.kept),
+            elapsed=time.monotonic() - started,
+            log=stderr,
+            media_seconds=progress[0],
+        )
         if returncode != 0:
             self._raise_failure(what, run)
         return run
@@ -714,12 +903,16 @@ class FfmpegHook(BaseHook):
             raise InputRejected(reason, message, {"ffmpeg": run.tail})
         raise FfmpegError(message, returncode=run.returncode, stderr_tail=run.tail)
 
-    def _read_progress(self, proc: subprocess.Popen[bytes], what: str, duration: float, started: float) -> None:
+    def _read_progress(
+        self, proc: subprocess.Popen[bytes], what: str, duration: float, started: float, furthest: list[float]
+    ) -> None:
         assert proc.stdout is not None
         next_percent = _PROGRESS_LOG_STEP_PERCENT
         last_log = started
         for raw in proc.stdout:
             done = progress_seconds(raw.decode("ascii", "replace"))
+            if done is not None:
+                furthest[0] = max(furthest[0], done)
             if done is None or duration <= 0:
                 continue
             percent = progress_percent(done, duration)
@@ -731,11 +924,30 @@ class FfmpegHook(BaseHook):
                 last_log = now
 
 
-def _read_lines(stream: object, sink: collections.deque[str]) -> None:
+def _read_lines(stream: object, sink: DecodeLog) -> None:
     for raw in stream:  # type: ignore[attr-defined]
         line = raw.decode("utf-8", "replace").rstrip()
         if line:
-            sink.append(line)
+            sink.feed(line)
+
+
+def _verbose(args: list[str]) -> list[str]:
+    """``args`` logging at ``level+verbose``: every line tagged with its level, end-of-run statistics included."""
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "-loglevel":
+            out[i + 1] = "level+verbose"
+            return out
+    return ["-loglevel", "level+verbose", *out]
+
+
+def _promise(start: float, duration: float | None) -> float | None:
+    """Where a stream's index says it ends; ``None`` when the container keeps no per-stream duration."""
+    return start + duration if duration else None
+
+
+def _span(start: float, duration: float | None, fallback: float) -> Span:
+    return Span(start, start + (duration if duration else fallback))
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -761,6 +973,9 @@ def audio_extract_args(source: str, dest: str, stream_index: int) -> list[str]:
     output = ffmpeg.output(
         track,
         dest,
+        # Pad a late start (first_pts=0) and fill gaps (async=1) with silence: the
+        # WAV then keeps the file's timeline, and subtitles stay in sync.
+        af="aresample=async=1:first_pts=0",
         vn=None,
         sn=None,
         dn=None,

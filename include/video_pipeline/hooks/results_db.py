@@ -403,6 +403,14 @@ class ResultsDbHook(PostgresHook):
                 (_json(media), video_id),
             )
 
+    def add_media_flags(self, video_id: str, flags: dict[str, str]) -> None:
+        """Merge ``{code: detail}`` into the video's ``media_flags`` (one statement: stages may add at once)."""
+        with self.cursor() as cur:
+            cur.execute(
+                "UPDATE videos SET media_flags = media_flags || %s::jsonb, updated_at = now() WHERE video_id = %s",
+                (_json(flags), video_id),
+            )
+
     def save_transcript(self, video_id: str, transcript: dict[str, Any]) -> None:
         """Upsert a transcript version and make it the current one."""
         settings = transcript.get("settings") or {}

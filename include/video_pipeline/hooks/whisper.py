@@ -376,6 +376,19 @@ class WhisperHook(BaseHook):
             settings=recorded,
         )
 
+    def speech_seconds(self, audio_path: Path) -> float:
+        """Seconds of speech the Silero VAD finds in a 16 kHz mono WAV: how a track with speech is told
+        from one with silence, music or noise, before any model is loaded.
+
+        The same VAD the transcription itself uses, so a track chosen for its
+        speech is one Whisper will find speech in.
+        """
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        audio = read_wav(Path(audio_path))
+        chunks = get_speech_timestamps(audio, VadOptions())
+        return float(sum(c["end"] - c["start"] for c in chunks)) / SAMPLE_RATE
+
     def _decode(
         self, loaded: LoadedModel, audio: np.ndarray, duration: float, language: str | None, options: DecodeOptions
     ) -> _Decoded:

@@ -66,24 +66,31 @@ class VideoPublishOperator(VideoStageOperator):
         transcript = json.loads(store.get_bytes(staging_key(settings, vid, "transcript.json")))
         analysis = json.loads(store.get_bytes(staging_key(settings, vid, "analysis.json")))
         published_at = datetime.now(UTC)
+        # What the stages found odd about a playable upload; carried in their results,
+        # so a duplicate that reused them publishes the same flags.
+        media_flags = {**(self.media or {}).get("media_flags", {}), **(self.transcript or {}).get("media_flags", {})}
+        if media_flags:
+            ctx.db.add_media_flags(vid, media_flags)
         # Rows first, then the report (it is listed in the manifest like any other
         # file), manifest last: a manifest in outputs/ means everything is there.
         ctx.db.save_transcript(vid, transcript)
         ctx.db.save_analysis(vid, analysis)
-        report = self._publish_report(ctx, transcript, analysis, files, published_at)
+        report = self._publish_report(ctx, transcript, analysis, files, published_at, media_flags)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "video_id": vid,
             "source": {"key": video.rel_key, "name": video.name, "size": video.size, "etag": video.etag},
             "published_at": published_at.isoformat(timespec="seconds"),
             "run_id": ctx.run_id,
-            "media": {k: v for k, v in (self.media or {}).items() if k != "files"},
+            "media": {k: v for k, v in (self.media or {}).items() if k not in ("files", "media_flags")},
             "video_outputs": bool((self.media or {}).get("has_video")),
+            "media_flags": media_flags,
             "transcript": {
                 "language": transcript.get("language"),
                 "quality": transcript.get("quality"),
                 "backend": transcript.get("backend"),
                 "model": transcript.get("model"),
+                "audio_track": (self.transcript or {}).get("audio_track"),
             },
             "analysis": {
                 "analyzer": analysis.get("analyzer"),
@@ -110,6 +117,7 @@ class VideoPublishOperator(VideoStageOperator):
         analysis: dict[str, Any],
         files: list[dict[str, Any]],
         published_at: datetime,
+        media_flags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Render ``report.html`` into ``outputs/<video id>/``; returns its manifest entry."""
         video, settings = ctx.video, ctx.settings
@@ -132,6 +140,7 @@ class VideoPublishOperator(VideoStageOperator):
                 video_file=VIDEO_FILE if VIDEO_FILE in names else None,
                 poster_file=POSTER_FILE if POSTER_FILE in names else None,
                 subtitles_file=SUBTITLES_FILE if SUBTITLES_FILE in names else None,
+                media_flags=media_flags or {},
                 # An HLS ladder is thousands of segments: the report links its master playlist only.
                 files=sorted(
                     {n for n in names if not n.startswith("hls/") or n == "hls/master.m3u8"} | {"manifest.json"}

@@ -12,11 +12,20 @@ from include.video_pipeline.core.media import HLS_DIR, HLS_MASTER_NAME
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.staging import fetch_source, source_sha256, stage_files
 
+# Part of the cache key: bump when what video.mp4 contains changes for the same
+# upload and settings (2: every audio track with sound, not only the default one).
+OUTPUT_RULE_VERSION = 2
+
 
 class VideoTranscodeOperator(VideoStageOperator):
     """Probe the upload (refusing what can never work), then transcode or remux it.
 
     Outputs go to ``staging/<video id>/``; ``publish`` makes them public.
+    ``video.mp4`` keeps every audio track that has sound, the default one first.
+    A playable upload with odd timing (sound that starts late or ends early,
+    gaps, no duration in the container) is processed and flagged in the ledger
+    (``videos.media_flags``), the manifest and the report; only damage found
+    while decoding makes it ``corrupt`` (see ``core/integrity.py``).
     """
 
     stage = "transcode"
@@ -28,7 +37,7 @@ class VideoTranscodeOperator(VideoStageOperator):
             # With HLS off the outputs are what they were before HLS existed: keep
             # the cache key too, so turning the feature on is all that redoes work.
             settings = {k: v for k, v in settings.items() if not k.startswith("hls")}
-        return content_hash(ctx), {"transcode": settings}
+        return content_hash(ctx), {"transcode": settings, "output_rule": OUTPUT_RULE_VERSION}
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         from include.video_pipeline.hooks.ffmpeg import FfmpegHook
@@ -49,6 +58,8 @@ class VideoTranscodeOperator(VideoStageOperator):
             del transcoded["hls"]
         media = {"probe": _jsonable(info), "transcode": transcoded}
         ctx.db.save_media(video.video_id, media)
+        if result.flags:
+            ctx.db.add_media_flags(video.video_id, result.flags)
         outcome: dict[str, Any] = {
             "files": [f.to_dict() for f in staged],
             # The published file's real length; a container header can claim hours it does not hold.
@@ -56,6 +67,9 @@ class VideoTranscodeOperator(VideoStageOperator):
             "has_video": info.has_video,
             "has_audio": info.has_audio,
             "remuxed": bool(result.remuxed),
+            # Carried in the result so a duplicate that reuses it publishes the same facts.
+            "audio_tracks": list(result.audio_tracks),
+            "media_flags": dict(result.flags),
         }
         if result.hls is not None:
             # Shown in the manifest's "media": where a player starts.

@@ -5,12 +5,26 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from include.video_pipeline.core.audio_tracks import (
+    TrackChoice,
+    choose_transcription_track,
+    needs_speech_measurement,
+)
+from include.video_pipeline.core.media import MediaInfo
 from include.video_pipeline.core.subtitles import TranscriptFormat, render
 from include.video_pipeline.core.transcript import Transcript, TranscriptQuality
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.staging import fetch_source, stage_bytes
+
+if TYPE_CHECKING:
+    from include.video_pipeline.hooks.ffmpeg import AudioExtract, FfmpegHook
+    from include.video_pipeline.hooks.whisper import WhisperHook
+
+# Part of the cache key: bump when the choice of the transcribed track changes,
+# so a duplicate of an upload transcribed under the old rule is transcribed again.
+TRACK_RULE_VERSION = 2
 
 
 class VideoTranscribeOperator(VideoStageOperator):
@@ -20,6 +34,13 @@ class VideoTranscribeOperator(VideoStageOperator):
     writes ``transcript.json``, ``.srt``, ``.vtt`` and ``.txt`` to staging.
     The language comes from the run's ``language`` param, else the settings,
     else Whisper detects it.
+
+    With several audio tracks the transcript is made from the one that carries
+    the speech (:func:`~include.video_pipeline.core.audio_tracks.choose_transcription_track`):
+    a track tagged with the requested language, else the only one with sound,
+    else the default one if it has speech, else the one with the most speech.
+    Which track and why is recorded in ``transcript.json`` (``settings.audio_track``)
+    and the manifest.
     """
 
     stage = "transcribe"
@@ -28,7 +49,11 @@ class VideoTranscribeOperator(VideoStageOperator):
     def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]]:
         from include.video_pipeline.operators.transcode import content_hash
 
-        return content_hash(ctx), {"whisper": dataclasses.asdict(ctx.settings.whisper), "language": _language(ctx)}
+        return content_hash(ctx), {
+            "whisper": dataclasses.asdict(ctx.settings.whisper),
+            "language": _language(ctx),
+            "track_rule": TRACK_RULE_VERSION,
+        }
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         from include.video_pipeline.hooks.ffmpeg import FfmpegHook
@@ -40,8 +65,9 @@ class VideoTranscribeOperator(VideoStageOperator):
         ffmpeg = FfmpegHook(settings=ctx.settings.transcode)
         info = ffmpeg.probe(source)
         language = _language(ctx)
+        whisper = WhisperHook(settings=whisper_settings)
         with tempfile.TemporaryDirectory(prefix="transcribe-", dir=source.parent) as tmp:
-            audio = ffmpeg.extract_audio(source, Path(tmp) / "audio.wav", info)
+            audio, choice = _extract_speech_track(ffmpeg, whisper, source, Path(tmp), info, language)
             if audio is None:
                 transcript = Transcript.empty(
                     quality=TranscriptQuality.NO_AUDIO,
@@ -51,9 +77,18 @@ class VideoTranscribeOperator(VideoStageOperator):
                     note="the upload has no audio track",
                 )
             else:
-                transcript = WhisperHook(settings=whisper_settings).transcribe(
-                    Path(audio.path), duration=info.duration, language=language
-                )
+                transcript = whisper.transcribe(Path(audio.path), duration=info.duration, language=language)
+                if choice is not None:
+                    transcript = dataclasses.replace(
+                        transcript, settings={**transcript.settings, "audio_track": choice.to_dict()}
+                    )
+        flags = dict(audio.flags) if audio is not None else {}
+        if choice is not None and len(info.audio) > 1:
+            flags["several_audio_tracks"] = (
+                f"{len(info.audio)} audio tracks; transcribed track {choice.index}: {choice.reason}"
+            )
+        if flags:
+            ctx.db.add_media_flags(video.video_id, flags)
         staged = [
             stage_bytes(
                 ctx.store,
@@ -71,7 +106,37 @@ class VideoTranscribeOperator(VideoStageOperator):
             "quality": transcript.quality.value,
             "segments": len(transcript.segments),
             "characters": len(transcript.text),
+            # Small and needed by publish even when a duplicate reuses this result.
+            "audio_track": choice.to_dict() if choice is not None else None,
+            "media_flags": flags,
         }
+
+
+def _extract_speech_track(
+    ffmpeg: FfmpegHook, whisper: WhisperHook, source: Path, tmp: Path, info: MediaInfo, language: str | None
+) -> tuple[AudioExtract | None, TrackChoice | None]:
+    """The WAV of the track to transcribe, and why it was chosen; ``(None, None)`` without audio.
+
+    Levels are measured only with several tracks, and speech only when tags
+    and levels leave a choice between tracks with sound (each is then extracted
+    once: one of the WAVs is the one transcribed).
+    """
+    if not info.audio:
+        return ffmpeg.extract_audio(source, tmp / "audio.wav", info), None
+    levels = ffmpeg.measure_audio(source, info)
+    extracts: dict[int, AudioExtract] = {}
+    speech: dict[int, float] = {}
+    for track in needs_speech_measurement(info.audio, levels, language):
+        extract = ffmpeg.extract_audio(source, tmp / f"track-{track.index}.wav", info, track)
+        if extract is not None:
+            extracts[track.index] = extract
+            speech[track.index] = whisper.speech_seconds(extract.path)
+    choice = choose_transcription_track(info.audio, levels, speech, language=language)
+    assert choice is not None
+    if choice.index in extracts:
+        return extracts[choice.index], choice
+    track = next(t for t in info.audio if t.index == choice.index)
+    return ffmpeg.extract_audio(source, tmp / "audio.wav", info, track), choice
 
 
 def _language(ctx: StageContext) -> str | None:
