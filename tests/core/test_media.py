@@ -876,3 +876,13 @@ def test_every_kept_audio_track_is_mapped_default_first():
     assert ["-metadata:s:a:0", "language=rus", "-metadata:s:a:1", "language=eng"] == [
         a for a in args if a.startswith(("-metadata:s:a", "language="))
     ]
+
+
+def test_hls_carries_the_track_video_mp4_starts_with():
+    silent = audio_stream(index=1, disposition={"default": 1})
+    speech = audio_stream(index=2, disposition={"default": 0})
+    info = info_of(video_stream(), silent, speech)
+    default = media.plan_hls(info)
+    assert default is not None and default.audio is not None and default.audio.stream_index == 1
+    plan = media.plan_hls(info, audio_track=info.audio[1])
+    assert plan is not None and plan.audio is not None and plan.audio.stream_index == 2

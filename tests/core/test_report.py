@@ -301,3 +301,15 @@ def test_a_model_folder_is_named_by_its_folder_not_its_path(model: str, shown: s
     page = Page(_render(transcript={**_transcript(), "model": model}))
     assert f"faster-whisper · {shown}" in page.all_text
     assert "/opt/models" not in page.all_text and "site-packages" not in page.all_text
+
+
+def test_media_flags_are_warnings_with_what_was_measured() -> None:
+    page = _render(media_flags={"audio_ends_early": "the sound ends 0.8 s before the picture"})
+    assert 'data-flag="audio_ends_early"' in page
+    assert "The sound ends before the picture. (the sound ends 0.8 s before the picture)" in page
+    russian = _render(
+        analysis=_analysis(language="ru"),
+        transcript=_transcript(language="ru"),
+        media_flags={"duration_unknown": "measured 6.0 s"},
+    )
+    assert "длительность" in russian and 'data-flag="duration_unknown"' in russian

@@ -1180,8 +1180,12 @@ def plan_hls(
     preset: str = "veryfast",
     max_fps: float = DEFAULT_MAX_FPS,
     can_tonemap: bool = True,
+    audio_track: AudioStream | None = None,
 ) -> HlsPlan | None:
     """The HLS ladder for ``info``; ``None`` for audio-only uploads (nothing to stream as video).
+
+    :param audio_track: the track the ladder carries (the first one ``video.mp4``
+        keeps, so never a silent default); default: the default track.
 
     Heights bound the *short* side, as ``max_height`` does for the mp4, so a
     portrait phone clip's "720p" is 720x1280. Every rung is re-encoded (a copy
@@ -1211,7 +1215,7 @@ def plan_hls(
         )
     audio_plan: AudioPlan | None = None
     channels = 2
-    chosen = info.default_audio
+    chosen = audio_track or info.default_audio
     if chosen is not None:
         channels = min(chosen.channels, 2) if chosen.channels else 2
         audio_plan = AudioPlan(

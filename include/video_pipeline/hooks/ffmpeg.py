@@ -390,7 +390,8 @@ class FfmpegHook(BaseHook):
             ["-hide_banner", "-nostdin", "-loglevel", "warning", "-i", str(path), *_DEMUX_ONLY],
             what=f"measuring the length of {path.name}",
             duration=0.0,
-            timeout=float(self.settings.timeout_floor_seconds),
+            # One read of the bytes: budget it by size (20 MB/s is a slow disk), never under the floor.
+            timeout=max(float(self.settings.timeout_floor_seconds), info.size_bytes / 20e6),
         )
         self.log.info("%s does not say how long it is; reading it measured %.2f s", path.name, run.media_seconds)
         return dataclasses.replace(info, duration=round(run.media_seconds, 3), duration_measured=True)
@@ -504,7 +505,7 @@ class FfmpegHook(BaseHook):
             )
             tmp_vtt.write_text(render_thumbnails_vtt(sheet, THUMBNAILS_NAME), encoding="utf-8")
             if settings.hls:
-                hls = self.make_hls(source, out_dir, info)
+                hls = self.make_hls(source, out_dir, info, audio_track=keep[0] if keep else None)
             for tmp, final in zip(temps, finals, strict=True):
                 tmp.replace(final)
         except BaseException:
@@ -600,7 +601,11 @@ class FfmpegHook(BaseHook):
     # ----------------------------------------------------------------------- HLS
 
     def make_hls(
-        self, source: str | os.PathLike[str], out_dir: str | os.PathLike[str], info: MediaInfo
+        self,
+        source: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        info: MediaInfo,
+        audio_track: AudioStream | None = None,
     ) -> HlsResult | None:
         """Write an HLS ladder of ``source`` into ``out_dir/hls/`` with one ffmpeg process.
 
@@ -624,6 +629,7 @@ class FfmpegHook(BaseHook):
             crf=settings.crf,
             preset=settings.preset,
             can_tonemap=bool(info.video and info.video.hdr) and self.can_tonemap,
+            audio_track=audio_track,
         )
         if plan is None:
             self.log.info("%s has no video stream: no HLS ladder", source.name)
