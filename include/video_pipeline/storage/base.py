@@ -1,8 +1,9 @@
 """The object-store contract the pipeline needs, and the moves built on it.
 
-Two implementations: ``LocalFolderStore`` (a folder on disk, for trying the
-pipeline without a cloud account) and ``S3Store`` (any S3-compatible endpoint:
-AWS, Beget, GCS's XML API, MinIO). Everything above this layer speaks keys.
+Three implementations: ``LocalFolderStore`` (a folder on disk, for trying the
+pipeline without a cloud account), ``S3Store`` (any S3-compatible endpoint:
+AWS, Beget, GCS's XML API, MinIO) and ``GCSStore`` (Google Cloud Storage's own
+JSON API, no HMAC keys). Everything above this layer speaks keys.
 """
 
 from __future__ import annotations
