@@ -78,3 +78,51 @@ def test_every_new_setting_is_read():
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_default_models_are_current_and_match_the_price_table():
+    from include.video_pipeline.config import DEFAULT_GEMINI_MODEL
+    from include.video_pipeline.core.analysis import DEFAULT_GEMINI_MODELS, model_price
+
+    analysis = load_settings({}).analysis
+    assert analysis.gemini_models == DEFAULT_GEMINI_MODELS == tuple(DEFAULT_GEMINI_MODEL.split(","))
+    assert not any(m.startswith("gemini-2.") for m in DEFAULT_GEMINI_MODELS)  # the 2.x family is retired
+    assert all(model_price(m) is not None for m in DEFAULT_GEMINI_MODELS)  # every default has a price
+    assert (analysis.budget_usd_per_day, analysis.budget_usd_per_video) == (None, None)  # budgets off
+    assert (analysis.requests_per_minute, analysis.tokens_per_minute, analysis.rate_window_seconds) == (
+        60,
+        1_000_000,
+        60.0,
+    )
+
+
+def test_model_list_budgets_rate_limits_and_cached_prices_are_read():
+    analysis = load_settings(
+        {
+            "VIDEO_PIPELINE_GEMINI_MODEL": " gemini-3.5-flash , gemini-3.1-flash-lite ",
+            "VIDEO_PIPELINE_BUDGET_USD_PER_DAY": "5",
+            "VIDEO_PIPELINE_BUDGET_USD_PER_VIDEO": "0.25",
+            "VIDEO_PIPELINE_GEMINI_RPM": "0",
+            "VIDEO_PIPELINE_GEMINI_TPM": "250000",
+            "VIDEO_PIPELINE_GEMINI_RATE_WINDOW_SECONDS": "30",
+            "VIDEO_PIPELINE_PRICES_JSON": '{"gemini-3.5-flash": [1.5, 9, 0.15]}',
+        }
+    ).analysis
+    assert analysis.gemini_models == ("gemini-3.5-flash", "gemini-3.1-flash-lite")
+    assert (analysis.budget_usd_per_day, analysis.budget_usd_per_video) == (5.0, 0.25)
+    assert (analysis.requests_per_minute, analysis.tokens_per_minute, analysis.rate_window_seconds) == (0, 250_000, 30)
+    assert analysis.prices == (("gemini-3.5-flash", 1.5, 9.0, 0.15),)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"VIDEO_PIPELINE_GEMINI_MODEL": "gemini 3.5 flash"}, "VIDEO_PIPELINE_GEMINI_MODEL"),
+        ({"VIDEO_PIPELINE_BUDGET_USD_PER_DAY": "ten"}, "VIDEO_PIPELINE_BUDGET_USD_PER_DAY"),
+        ({"VIDEO_PIPELINE_GEMINI_RPM": "-1"}, "VIDEO_PIPELINE_GEMINI_RPM"),
+        ({"VIDEO_PIPELINE_PRICES_JSON": '{"m": [1, 2, 3, 4]}'}, "cached input"),
+    ],
+)
+def test_bad_analysis_limits_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

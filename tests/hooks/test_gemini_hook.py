@@ -358,3 +358,43 @@ def test_a_429_with_retry_info_only_in_the_body_is_waited_out(server, waits):
     result = make_analyzer(server, waits).analyze(make_transcript(), title="x.mp4")
     assert result.usage.calls == 1 and len(server.generate_requests) == 2
     assert waits and waits[0] >= 7  # no Retry-After header: the body's RetryInfo set the wait
+
+
+def _parallel_analyses(server, count: int, state_for) -> list:
+    """``count`` analyses at once, each in its own thread with its own DB connection (like mapped tasks)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from include.video_pipeline.hooks.results_db import ResultsDbHook
+
+    def one(i: int):
+        db = ResultsDbHook(postgres_conn_id="postgres_default")
+        try:
+            settings = AnalysisSettings(analyzer="gemini", gemini_base_url=server.base_url, max_retries=8)
+            analyzer = build_analyzer(settings, state=state_for(db, i), backoff_base_seconds=0.05)
+            return analyzer.analyze(make_transcript(), title=f"video-{i}.mp4")
+        finally:
+            db.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_ten_parallel_analyses_share_one_rate_limit_and_get_no_429(results_db, monkeypatch, no_key_env):
+    from include.video_pipeline.hooks.provider_state import ProviderState
+
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    with FakeGeminiServer(api_key=API_KEY, rpm_limit=3, rpm_window_seconds=2) as fake:
+        shared = _parallel_analyses(
+            fake,
+            10,
+            lambda db, i: ProviderState(
+                db, scope="gemini:test", run_id="run-1", video_id=f"v{i}", requests_per_window=3, window_seconds=2
+            ),
+        )
+        refused_with = fake.rate_limited
+        # Without the shared budget: ten workers each within their own limits still storm the project's.
+        storm = _parallel_analyses(fake, 10, lambda db, i: None)
+        refused_without = fake.rate_limited - refused_with
+    assert len(storm) == len(shared) == 10 and all(r.usage.calls == 1 for r in shared)
+    assert refused_without >= 5  # the server allows 3 per window; the rest of a burst of 10 is refused
+    assert refused_with == 0

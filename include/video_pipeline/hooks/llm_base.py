@@ -99,6 +99,10 @@ class SharedProviderState(Protocol):
         """Wait for a share of the requests/tokens-per-minute budget; returns the seconds waited."""
         ...
 
+    def call_done(self) -> None:
+        """The call that ``acquire`` admitted has been answered (or failed)."""
+        ...
+
     def hold_off(self, seconds: float) -> None:
         """Every worker waits ``seconds`` before its next call (the server said 429)."""
         ...
@@ -437,7 +441,11 @@ class ModelHook(BaseHook, abc.ABC):
             if self.state is not None:
                 self.state.acquire(tokens)
             try:
-                return call()
+                try:
+                    return call()
+                finally:
+                    if self.state is not None:
+                        self.state.call_done()
             except Exception as exc:
                 try:
                     failure = self._classify(exc)

@@ -91,6 +91,7 @@ class ProviderState:
         self.budget_usd_per_video = budget_usd_per_video
         self.sleep = sleep
         self._reservation: int | None = None
+        self._call: int | None = None
 
     @classmethod
     def for_analysis(
@@ -154,8 +155,22 @@ class ProviderState:
             over_tokens = bool(self.tokens_per_window) and count > 0 and used + tokens > self.tokens_per_window
             if over_requests or over_tokens:
                 return max(float(oldest_leaves or 0.0), 0.05)
-            cur.execute("INSERT INTO provider_calls (scope, tokens) VALUES (%s, %s)", (self.scope, tokens))
+            cur.execute("INSERT INTO provider_calls (scope, tokens) VALUES (%s, %s) RETURNING id", (self.scope, tokens))
+            self._call = int(cur.fetchone()[0])
             return 0.0
+
+    def call_done(self) -> None:
+        """The call acquired last has its answer: count it from now, when the server surely saw it.
+
+        The server counts a call when it arrives, which is after this worker took
+        its slot; moving the slot's time to the answer's keeps the window from
+        freeing a slot early when a call waited in a queue on the way.
+        """
+        if self._call is None:
+            return
+        with self.db.cursor() as cur:
+            cur.execute("UPDATE provider_calls SET at = clock_timestamp() WHERE id = %s", (self._call,))
+        self._call = None
 
     def hold_off(self, seconds: float) -> None:
         with self.db.cursor() as cur:
