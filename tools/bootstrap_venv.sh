@@ -162,6 +162,7 @@ else
       say "• installing system packages: ${packages//,/ }"
       export DEBIAN_FRONTEND=noninteractive
       $sudo apt-get update -qq
+      # shellcheck disable=SC2086 # one word per package name
       $sudo apt-get install -y -qq --no-install-recommends ${packages//,/ } >/dev/null
       [[ $python == /* ]] || python=$(command -v "python$python")
       "$python" -m venv "$VENV"
