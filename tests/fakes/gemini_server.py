@@ -52,9 +52,11 @@ _PATH = re.compile(
     r"^/(?P<version>v1\w*)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/)?"
     r"models/(?P<model>[^/:]+):(?P<action>\w+)$"
 )
+# Vertex AI looks publisher models up without a project (GET v1beta1/publishers/google/models/x;
+# the region is the host's, {location}-aiplatform.googleapis.com).
 _GET_PATH = re.compile(
-    r"^/(?P<version>v1\w*)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/)?"
-    r"models(?:/(?P<model>[^/:]+))?$"
+    r"^/(?P<version>v1\w*)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?"
+    r"(?P<publisher>publishers/google/)?models(?:/(?P<model>[^/:]+))?$"
 )
 # Shut down on 2026-12-01: the API answers 404 NOT_FOUND for them.
 RETIRED_MODELS = frozenset({"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-2.0-flash"})
@@ -497,7 +499,8 @@ def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
                 action="get" if match["model"] else "list",
                 headers=headers,
                 body={},
-                project=match["project"],
+                # "" marks a Vertex request without a project in its path (it still needs the token).
+                project=match["project"] or ("" if match["publisher"] else None),
                 location=match["location"],
             )
             self._send(fake._record(request), request)

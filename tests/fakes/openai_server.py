@@ -153,11 +153,14 @@ class FakeOpenAIServer(LoopbackServer):
     :param json_schema: False to refuse ``response_format: json_schema`` like servers without it.
     """
 
-    def __init__(self, *, api_key: str | None = None, json_schema: bool = True):
+    def __init__(
+        self, *, api_key: str | None = None, json_schema: bool = True, models: tuple[str, ...] = ("qwen2.5:14b",)
+    ):
         super().__init__()
         self.thread_name = "fake-openai"
         self.api_key = api_key
         self.json_schema = json_schema
+        self.models = models  # what GET /v1/models lists (the preflight's check)
         self._replies: deque[ChatReply] = deque()
         self._requests: list[ChatRequest] = []
         self._lock = threading.Lock()
@@ -194,6 +197,19 @@ class FakeOpenAIServer(LoopbackServer):
 def _handler_for(fake: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path != "/v1/models":
+                self._send(ChatReply(status=404, body=_error(f"No route {path}", type_="not_found")), None)
+                return
+            auth = self.headers.get("Authorization", "")
+            if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
+                body = _error("Incorrect API key provided.", type_="invalid_request_error", code="invalid_api_key")
+                self._send(ChatReply(status=401, body=body), None)
+                return
+            models = [{"id": m, "object": "model", "owned_by": "loopback"} for m in fake.models]
+            self._send(ChatReply(body={"object": "list", "data": models}), None)
 
         def do_POST(self) -> None:
             path = urlsplit(self.path).path

@@ -215,3 +215,34 @@ def unused_tcp_port_url():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/v1"
+
+
+# -- the preflight: GET /models, before any upload is claimed ------------------------------------
+
+
+def test_preflight_accepts_a_server_that_serves_the_model(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeOpenAIServer(api_key=KEY, models=("llama3.1:8b", MODEL)) as server:
+        assert analyzer_for(server).hook.preflight() == MODEL
+        assert server.chat_requests == []  # nothing paid for, nothing generated
+
+
+@pytest.mark.parametrize(
+    ("case", "reason", "words"),
+    [
+        ("model not served", "model_unavailable", "llama3.1:8b"),
+        ("wrong key", "provider_auth", "refused the key"),
+        ("server down", "provider_unreachable", "does not answer"),
+    ],
+)
+def test_preflight_failures_say_what_to_fix(case, reason, words, monkeypatch, unused_tcp_port_url):
+    from include.video_pipeline.hooks.llm_base import ProviderUnavailable
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-000000" if case == "wrong key" else KEY)
+    with FakeOpenAIServer(api_key=KEY, models=("llama3.1:8b",) if case == "model not served" else (MODEL,)) as server:
+        url = unused_tcp_port_url if case == "server down" else server.base_url
+        hook = analyzer_for(server, base_url=url, max_retries=1).hook
+        with pytest.raises(ProviderUnavailable) as failure:
+            hook.preflight()
+    assert failure.value.reason == reason and words in str(failure.value)
+    assert "sk-wrong-key" not in str(failure.value)

@@ -139,3 +139,13 @@ def test_vertex_without_a_project_is_a_permanent_error(monkeypatch):
     hook = VertexGeminiHook(credentials=Credentials(token=ACCESS_TOKEN))
     with pytest.raises(PermanentError, match="VIDEO_PIPELINE_VERTEX_PROJECT"):
         hook.get_credentials_and_project()
+
+
+def test_vertex_preflight_in_an_eu_region_checks_the_model_there(server, gcp_connection):
+    # The set-up for countries the Gemini API does not serve: Vertex AI from europe-west4.
+    hook = vertex_analyzer(server, Waits(), vertex_location="europe-west4").hook
+    assert hook.preflight() == "gemini-3.1-flash-lite"
+    # models.get names no region (Vertex serves it from the regional host); countTokens does.
+    lookups = [(r.method, r.action, r.location) for r in server.requests]
+    assert lookups == [("GET", "get", None), ("POST", "countTokens", "europe-west4")]
+    assert all(r.bearer_token == ACCESS_TOKEN for r in server.requests) and server.generate_requests == []
