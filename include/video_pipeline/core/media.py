@@ -421,7 +421,13 @@ def validate_media(
             {"width": info.video.width, "height": info.video.height, "max_video_pixels": max_video_pixels},
         )
     if info.duration <= 0:
-        raise InputRejected(RejectReason.CORRUPT, "the file does not say how long it is", {"container": info.container})
+        # The hook measures a file that does not say how long it is by reading it;
+        # still nothing means no packet of its streams could be read.
+        raise InputRejected(
+            RejectReason.CORRUPT,
+            "nothing in the file could be read: it has no duration and no readable packets",
+            {"container": info.container},
+        )
     if info.duration > max_duration_seconds:
         raise InputRejected(
             RejectReason.TOO_LONG,
