@@ -64,3 +64,13 @@ def test_a_signed_put_uploads_into_pending_and_a_taken_name_gets_a_number(api, a
     # The name is taken now (the app asked GCS): the next upload of it is numbered.
     again = api.post("/uploads", json=body, headers=airflow_auth.header("uploader")).json()
     assert again["renamed"] is True and again["key"] == "pending/команда A/Встреча 1 (2).mp4"
+
+
+def test_credentials_that_cannot_sign_get_a_503_that_says_so(api, airflow_auth, gcs_bucket, results_db, monkeypatch):
+    # gcs_bucket leaves google_cloud_default anonymous: it reads and writes the emulator, but holds no key.
+    monkeypatch.setenv("VIDEO_PIPELINE_STORAGE", "gcs")
+    monkeypatch.setenv("VIDEO_PIPELINE_BUCKET", gcs_bucket)
+    body = {"filename": "clip.mp4", "size_bytes": 1000, "content_type": "video/mp4"}
+    response = api.post("/uploads", json=body, headers=airflow_auth.header("uploader"))
+    assert response.status_code == 503
+    assert "cannot sign GCS URLs" in response.json()["detail"] and "AnonymousCredentials" in response.json()["detail"]

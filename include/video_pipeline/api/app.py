@@ -193,6 +193,16 @@ def create_app() -> FastAPI:
     async def _refused(_: Request, exc: UploadRefused) -> JSONResponse:
         return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": str(exc)})
 
+    from include.video_pipeline.storage.gcs import SigningUnavailable
+
+    @app.exception_handler(SigningUnavailable)
+    async def _cannot_sign(_: Request, exc: SigningUnavailable) -> JSONResponse:
+        # GCS credentials that cannot sign URLs: an operator's fix, said plainly (docs/buckets.md).
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content={"detail": f"cannot sign GCS URLs: {exc} (docs/buckets.md, Signed URLs)"},
+        )
+
     @app.post(
         "/uploads",
         response_model=UploadTicket,
@@ -204,6 +214,7 @@ def create_app() -> FastAPI:
             409: {"description": "The name and all its numbered variants are taken"},
             422: {"description": "Size, type or filename not accepted"},
             501: {"description": "Local storage: copy files into the folder instead"},
+            503: {"description": "GCS credentials that cannot sign URLs (docs/buckets.md)"},
         },
     )
     def create_upload(body: UploadCreate, settings: SettingsDep, api_settings: ApiSettingsDep) -> UploadTicket:

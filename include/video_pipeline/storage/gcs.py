@@ -52,8 +52,8 @@ class SigningUnavailable(RuntimeError):
 
 def gcs_hook(gcp_conn_id: str) -> Any:
     """The google provider's ``GCSHook`` on ``gcp_conn_id``; Application Default Credentials if it is missing."""
-    from airflow.models.connection import Connection
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
+    from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     class _GCSHook(GCSHook):
@@ -241,27 +241,38 @@ class GCSStore:
         """A V4 signed URL; ``content_type`` and ``headers`` are signed, so a request must send exactly those."""
         blob = self._bucket.blob(key)
         return str(
-            blob.generate_signed_url(
+            self._signed(
+                blob.generate_signed_url,
                 version="v4",
                 expiration=timedelta(seconds=min(expires_seconds, MAX_SIGNED_SECONDS)),
                 method=method,
                 content_type=content_type,
                 headers=dict(headers) if headers else None,
                 api_access_endpoint=api_endpoint,
-                **self._signing(),
             )
         )
+
+    def _signed(self, sign: Any, **kwargs: Any) -> Any:
+        from google.auth.exceptions import GoogleAuthError
+
+        signing = self._signing()
+        try:
+            return sign(**kwargs, **signing)
+        except GoogleAuthError as exc:
+            # IAM signBlob refused (no roles/iam.serviceAccountTokenCreator) or unreachable.
+            who = signing.get("service_account_email") or "the connection's credentials"
+            raise SigningUnavailable(f"signing as {who} failed: {type(exc).__name__}: {exc}") from None
 
     def signed_post(
         self, key: str, *, content_type: str, max_bytes: int, expires_seconds: int
     ) -> tuple[str, dict[str, str]]:
         """An HTML-form upload policy pinned to ``key`` and ``content_type``, capped at ``max_bytes``."""
-        policy = self.client.generate_signed_post_policy_v4(
-            self.bucket,
-            key,
+        policy = self._signed(
+            self.client.generate_signed_post_policy_v4,
+            bucket_name=self.bucket,
+            blob_name=key,
             expiration=timedelta(seconds=min(expires_seconds, MAX_SIGNED_SECONDS)),
             conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
             fields={"Content-Type": content_type},
-            **self._signing(),
         )
         return str(policy["url"]), {k: str(v) for k, v in policy["fields"].items()}
