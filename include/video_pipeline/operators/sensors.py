@@ -137,6 +137,7 @@ def _gcs_pending_sensor(settings: Any, *, task_id: str, **kwargs: Any) -> BaseSe
         def poke(self, context: Any) -> bool:
             from include.video_pipeline.hooks.object_store import ObjectStoreHook
 
+            yield_to_queued_runs(context)
             if reprocessing(context):
                 return True
             store = ObjectStoreHook(settings=settings).get_store()
