@@ -324,8 +324,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``env`` (default: ``os.environ``); raises ConfigError on bad values."""
     env = os.environ if env is None else env
     bucket = _get(env, "VIDEO_PIPELINE_BUCKET", "S3_INPUT_BUCKET")
-    storage_default = "s3" if bucket else "local"
+    # gs://name (or s3://name) names the bucket and its kind at once: on a GCE VM
+    # VIDEO_PIPELINE_BUCKET=gs://my-videos is the whole storage configuration.
+    kind_of_uri = None
+    if bucket and "://" in bucket:
+        scheme, _, name = bucket.partition("://")
+        kind_of_uri = {"gs": "gcs", "s3": "s3"}.get(scheme.lower())
+        if kind_of_uri is None or not name.strip("/") or "/" in name.strip("/"):
+            raise ConfigError(f"VIDEO_PIPELINE_BUCKET must be a bucket name, gs://name or s3://name; got {bucket!r}")
+        bucket = name.strip("/")
+    storage_default = kind_of_uri or ("s3" if bucket else "local")
     storage = _choice(env, "VIDEO_PIPELINE_STORAGE", storage_default, ("local", "s3", "gcs"))
+    if kind_of_uri and storage != kind_of_uri:
+        raise ConfigError(f"VIDEO_PIPELINE_BUCKET is a {kind_of_uri} URI but VIDEO_PIPELINE_STORAGE={storage}")
     if storage in ("s3", "gcs") and not bucket:
         raise ConfigError(f"VIDEO_PIPELINE_STORAGE={storage} needs VIDEO_PIPELINE_BUCKET (or S3_INPUT_BUCKET)")
 

@@ -75,6 +75,15 @@ def test_gcs_needs_only_a_bucket_name():
     assert settings.analysis.gcp_conn_id == "google_cloud_default"
     with pytest.raises(ConfigError, match="VIDEO_PIPELINE_STORAGE=gcs needs VIDEO_PIPELINE_BUCKET"):
         load_settings({"VIDEO_PIPELINE_STORAGE": "gcs"})
+    # The bucket's URI says it all: one variable on a GCE VM.
+    from_uri = load_settings({"VIDEO_PIPELINE_BUCKET": "gs://my-videos/"})
+    assert (from_uri.storage, from_uri.bucket) == ("gcs", "my-videos")
+    assert load_settings({"VIDEO_PIPELINE_BUCKET": "s3://team-videos"}).storage == "s3"
+    with pytest.raises(ConfigError, match="is a gcs URI but VIDEO_PIPELINE_STORAGE=s3"):
+        load_settings({"VIDEO_PIPELINE_BUCKET": "gs://my-videos", "VIDEO_PIPELINE_STORAGE": "s3"})
+    for bad in ("gs://", "gs://a/b", "ftp://videos"):
+        with pytest.raises(ConfigError, match="must be a bucket name, gs://name or s3://name"):
+            load_settings({"VIDEO_PIPELINE_BUCKET": bad})
 
 
 # -- moves: preconditions -------------------------------------------------------------------
