@@ -398,3 +398,22 @@ def test_ten_parallel_analyses_share_one_rate_limit_and_get_no_429(results_db, m
     assert len(storm) == len(shared) == 10 and all(r.usage.calls == 1 for r in shared)
     assert refused_without >= 5  # the server allows 3 per window; the rest of a burst of 10 is refused
     assert refused_with == 0
+
+
+def test_the_preflight_task_stops_on_an_exhausted_daily_quota_and_records_why(results_db, server, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.video_pipeline.hooks.provider_state import provider_check
+    from include.video_pipeline.operators.preflight import check_analysis_provider
+
+    monkeypatch.setenv("VIDEO_PIPELINE_ANALYZER", "gemini")
+    monkeypatch.setenv("VIDEO_PIPELINE_GEMINI_BASE_URL", server.base_url)
+    server.count_tokens_reply = Reply.quota_exhausted()
+    with pytest.raises(AirflowFailException, match=r"\(quota_exhausted\).*until \d\d:\d\d Pacific"):
+        check_analysis_provider({"run_id": "run-q"})
+    check = provider_check(results_db, "run-q")
+    assert check["ok"] is False and check["reason"] == "quota_exhausted" and "pending/" in check["message"]
+
+    server.count_tokens_reply = None  # the quota is back: the next run's check passes
+    assert check_analysis_provider({"run_id": "run-r"})["model"] == "gemini-3.1-flash-lite"
+    assert provider_check(results_db, "run-r")["ok"] is True

@@ -97,13 +97,15 @@ class ProviderState:
     def for_analysis(
         cls, db: ResultsDbHook, settings: AnalysisSettings, *, run_id: str | None, video_id: str | None = None
     ) -> ProviderState:
+        # The shared limits are Gemini's (API or Vertex AI); a self-hosted server has none.
+        limited = settings.analyzer != "openai-compatible"
         return cls(
             db,
             scope=provider_scope(settings),
             run_id=run_id,
             video_id=video_id,
-            requests_per_window=settings.requests_per_minute,
-            tokens_per_window=settings.tokens_per_minute,
+            requests_per_window=settings.requests_per_minute if limited else 0,
+            tokens_per_window=settings.tokens_per_minute if limited else 0,
             window_seconds=settings.rate_window_seconds,
             budget_usd_per_day=settings.budget_usd_per_day,
             budget_usd_per_video=settings.budget_usd_per_video,

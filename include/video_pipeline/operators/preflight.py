@@ -8,8 +8,8 @@ stops with one message that says what to change, and every upload stays in
 
 The checks are the provider's own free calls (``GeminiHook.preflight``:
 ``models.get`` and ``countTokens``; ``OpenAICompatibleHook.preflight``:
-``GET /models``) plus the shared state: a daily quota another run found
-exhausted holds until it resets. A retired model is skipped (once, with a
+``GET /models``); a daily quota the provider reports exhausted stops the run
+with the time it resets (midnight Pacific). A retired model is skipped (once, with a
 warning) and the next configured one is checked; analyses of this run then
 start from the model that answered. With no provider configured (the offline
 analyzer) there is nothing to check.
@@ -23,6 +23,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.video_pipeline.config import load_settings
+from include.video_pipeline.core.errors import QuotaExhausted
 from include.video_pipeline.hooks.llm_base import ProviderUnavailable
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,14 @@ def check_analysis_provider(context: Any) -> dict[str, Any]:
                 return {"analyzer": "offline", "ok": True}
             held = state.daily_quota_hold()
             if held is not None:
-                until, message = held
-                raise ProviderUnavailable(
-                    "quota_exhausted",
-                    f"daily quota exhausted until {_pacific(until)} Pacific ({message[:300]}).",
+                # Only the provider knows whether it reset early or was raised: ask it anyway.
+                log.warning(
+                    "A run found the daily quota exhausted (until %s Pacific); checking again", _pacific(held[0])
                 )
-            model = hook.preflight()
+            try:
+                model = hook.preflight()
+            except QuotaExhausted as exc:
+                raise ProviderUnavailable("quota_exhausted", str(exc)) from None
             if state.budget_enabled:
                 _check_priced(hook)
         except ProviderUnavailable as exc:
