@@ -277,9 +277,10 @@ def banner(
         f"  Uploads:        put videos in {uploads}",
         "                  (the hourly run's sensor looks for them every VIDEO_PIPELINE_SENSOR_POKE_SECONDS, 60 s)",
         f"  Outputs:        {outputs}",
+        f"  Videos:         {url}/plugin/videos  (the library: every video, search in what was said)",
         "  One-shot run:   in the UI open Dags -> video_pipeline -> Trigger, switch on 'one_shot', press Trigger.",
-        "                  It processes what is pending and finishes without waiting for uploads. The DAG has",
-        "                  max_active_runs=1, so it starts after a run already in progress has ended.",
+        "                  It processes what is pending and finishes without waiting for uploads; an hourly",
+        "                  run that is waiting for uploads steps aside for it (max_active_runs=1).",
         f"  Logs:           {log_path}   (tail -f it, or run with --verbose)",
         f"  Stop:           Ctrl-C stops every Airflow process. PostgreSQL keeps running on 127.0.0.1:{pg.port};",
         "                  `make down` stops it"

@@ -204,3 +204,26 @@ def test_unsafe_snippets_stay_text(api, airflow_auth, library) -> None:
     # Plain text parts, never HTML: the page sets each as textContent.
     assert hit["snippet"][-1] == {"text": "бюджет", "hit": True}
     assert "onerror=alert(1)>" in hit["snippet"][0]["text"] and not hit["snippet"][0]["hit"]
+
+
+def test_a_word_said_everywhere_is_ranked_among_a_bounded_set(api, airflow_auth, library) -> None:
+    from include.video_pipeline.api.queries import MAX_CANDIDATES
+
+    segments = [{"start": float(i), "end": i + 1.0, "text": f"бюджет номер {i}"} for i in range(MAX_CANDIDATES + 10)]
+    library.save_transcript(
+        "planerka-1",
+        {
+            "backend": "faster-whisper",
+            "model": "huge",
+            "language": "ru",
+            "duration": len(segments),
+            "quality": "ok",
+            "text": "x",
+            "segments": segments,
+        },
+    )
+    body = _search(api, airflow_auth.header("viewer"), "бюджету")
+    assert body["truncated"] is True and body["considered"] == MAX_CANDIDATES
+    assert body["count"] == 50
+    narrow = _search(api, airflow_auth.header("viewer"), "budgets")
+    assert narrow["truncated"] is False and narrow["considered"] == narrow["count"] >= 1

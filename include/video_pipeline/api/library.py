@@ -99,7 +99,8 @@ router = APIRouter()
         "PostgreSQL full-text search: each transcript is indexed with its language's configuration "
         "(Russian morphology, English stemming), and the query is parsed with both. `q` takes web-search "
         'syntax: words, "quoted phrases", `or`, `-excluded`. Hits are ranked; `snippet` marks the matched '
-        "words (`hit: true`); `start_seconds` is where a segment hit is said."
+        "words (`hit: true`); `start_seconds` is where a segment hit is said. At most 5,000 matches are "
+        "ranked per query (`truncated` says when there were more)."
     ),
 )
 def search(
@@ -127,7 +128,16 @@ def search(
         for row in rows
     ]
     took = (time.perf_counter() - started) * 1000
-    return SearchResults(query=q, hits=hits, count=len(hits), limit=limit, took_ms=round(took, 2))
+    considered = int(rows[0]["considered"]) if rows else 0
+    return SearchResults(
+        query=q,
+        hits=hits,
+        count=len(hits),
+        limit=limit,
+        considered=considered,
+        truncated=considered >= queries.MAX_CANDIDATES,
+        took_ms=round(took, 2),
+    )
 
 
 @router.get(
@@ -268,16 +278,15 @@ def videos_asset(name: str) -> Response:
 SWAGGER_ASSETS = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
-    "favicon-32x32.png": "image/png",
+    "favicon.png": "image/png",
 }
 
 
 def swagger_dir() -> Any:
-    # The swagger-ui-bundle package ships Swagger UI's built files: the docs page
-    # works on machines without internet (FastAPI's default loads them from a CDN).
-    import swagger_ui_bundle
-
-    return swagger_ui_bundle.swagger_ui_path
+    # The fastapi-offline package ships Swagger UI 5's built files (5.x reads the
+    # OpenAPI 3.1 that FastAPI writes): the docs page works on machines without
+    # internet, where FastAPI's default page loads them from a CDN.
+    return resources.files("fastapi_offline").joinpath("static")
 
 
 docs_router = APIRouter(include_in_schema=False)
@@ -293,7 +302,7 @@ def docs(request: Request) -> HTMLResponse:
         title="Video pipeline API",
         swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
         swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
-        swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
+        swagger_favicon_url=f"{root}/docs/assets/favicon.png",
     )
 
 

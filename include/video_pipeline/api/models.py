@@ -174,6 +174,10 @@ class SearchResults(BaseModel):
     hits: list[SearchHit]
     count: int
     limit: int
+    considered: int = Field(description="How many matches were ranked for these hits.")
+    truncated: bool = Field(
+        description="The words match more places than one query ranks (5,000): add a word or a filter to narrow."
+    )
     took_ms: float
 
 

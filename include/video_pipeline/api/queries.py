@@ -108,6 +108,10 @@ def library(conn_id: str, *, state: str | None, since: Any, until: Any, limit: i
     return _run(conn_id, _LIBRARY_SQL.format(where=clause), (*params, limit))
 
 
+# The most matches one query ranks; more means the words are too common to rank all
+# of them within the page's time budget (the response says so: ``truncated``).
+MAX_CANDIDATES = 5000
+
 # Hits are marked with two control characters that no transcript contains, so the
 # API can return the snippet as plain text parts and never as HTML.
 HIT_START, HIT_END = "\x02", "\x03"
@@ -116,15 +120,24 @@ _SEARCH_SQL = """
 WITH q AS (
     SELECT websearch_to_tsquery('russian', %(q)s) || websearch_to_tsquery('english', %(q)s)
            || websearch_to_tsquery('simple', %(q)s) AS query
-), hits AS (
-    SELECT d.id, d.video_id, d.kind, d.start_seconds, d.end_seconds, d.config, d.body,
-           ts_rank_cd(d.tsv, q.query) AS rank
-      FROM search_documents d JOIN videos v USING (video_id), q
+), matches AS MATERIALIZED (
+    -- At most MAX_CANDIDATES matches are ranked: ranking reads every match's row, so
+    -- a word said in a quarter of all segments would otherwise cost seconds.
+    SELECT d.id, d.video_id, d.kind, d.start_seconds, d.end_seconds, d.config, d.body, d.tsv
+      FROM search_documents d {join}, q
      WHERE d.tsv @@ q.query {where}
-     ORDER BY rank DESC, d.video_id, d.start_seconds NULLS FIRST
+     LIMIT %(candidates)s
+), hits AS (
+    SELECT m.id, m.video_id, m.kind, m.start_seconds, m.end_seconds, m.config, m.body,
+           -- What was said comes before a video's name, summary and tags at equal relevance:
+           -- the page is for finding the moment.
+           ts_rank(m.tsv, q.query) * CASE WHEN m.kind = 'segment' THEN 1.0 ELSE 0.5 END AS rank
+      FROM matches m, q
+     ORDER BY rank DESC, m.video_id, m.start_seconds NULLS FIRST
      LIMIT %(limit)s
 )
 SELECT h.video_id, h.kind, h.start_seconds, h.end_seconds, h.rank,
+       (SELECT count(*) FROM matches) AS considered,
        ts_headline(h.config, h.body, q.query,
                    'StartSel=' || chr(2) || ', StopSel=' || chr(3)
                    || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "') AS snippet,
@@ -136,6 +149,26 @@ SELECT h.video_id, h.kind, h.start_seconds, h.end_seconds, h.rank,
 """
 
 
+def _search_filters(state: str | None, since: Any, until: Any) -> tuple[str, dict[str, Any]]:
+    where, params = _filters(state, since, until)
+    named = {f"p{i}": value for i, value in enumerate(params)}
+    clause = ""
+    for i, condition in enumerate(where):
+        clause += " AND " + condition.replace("%s", f"%(p{i})s")
+    return clause, named
+
+
+def search_sql(*, state: str | None, since: Any, until: Any) -> str:
+    """The SQL of :func:`search` (bench/bench_search.py times exactly this)."""
+    where = _search_filters(state, since, until)[0]
+    # The ledger is only joined when a filter needs it: one less lookup per match.
+    return _SEARCH_SQL.format(where=where, join="JOIN videos v USING (video_id)" if where else "")
+
+
+def search_params(*, q: str, state: str | None, since: Any, until: Any, limit: int) -> dict[str, Any]:
+    return {"q": q, "limit": limit, "candidates": MAX_CANDIDATES, **_search_filters(state, since, until)[1]}
+
+
 def search(conn_id: str, *, q: str, state: str | None, since: Any, until: Any, limit: int) -> list[dict[str, Any]]:
     """Ranked hits over segments (with their time) and each video's name, title, summary and tags.
 
@@ -143,9 +176,5 @@ def search(conn_id: str, *, q: str, state: str | None, since: Any, until: Any, l
     the parses OR-ed: a document indexed with its own language's configuration
     matches the parse that stems the same way (the GIN index serves all three).
     """
-    where, params = _filters(state, since, until)
-    clause = "".join(f" AND {w}" for w in where)
-    named = {f"p{i}": value for i, value in enumerate(params)}
-    for i in range(len(params)):
-        clause = clause.replace("%s", f"%(p{i})s", 1)
-    return _run(conn_id, _SEARCH_SQL.format(where=clause), {"q": q, "limit": limit, **named})
+    sql = search_sql(state=state, since=since, until=until)
+    return _run(conn_id, sql, search_params(q=q, state=state, since=since, until=until, limit=limit))

@@ -133,8 +133,10 @@ def annotate(dag_run: Any) -> None:
         row = rows.get(str(video.get("video_id")))
         failed = row is not None and (row["state"] == "failed" or row.get("outcome") == "failed")
         for ti in by_index.get(index, []):
-            if not ti.rendered_map_index:
-                ti.rendered_map_index = label
+            # The column itself: ``rendered_map_index`` is a read-only hybrid that
+            # falls back to the index number.
+            if ti._rendered_map_index is None:
+                ti._rendered_map_index = label
             if failed and row is not None and not ti.note:
                 ti.note = failure_line(row)[:MAX_NOTE_CHARS]
     if rows and not dag_run.note:
