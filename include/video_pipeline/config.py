@@ -183,6 +183,12 @@ class Settings:
     bucket: str = "videos"
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    # boto3 >= 1.36 sends CRC checksums on every upload and checks the full-object
+    # checksum on every download; many S3-compatible stores (and AWS itself for
+    # objects uploaded in parts, then copied) report one that does not match the
+    # bytes. "when_required" is what they all accept (docs/buckets.md).
+    s3_request_checksum: Literal["when_required", "when_supported"] = "when_required"
+    s3_response_checksum: Literal["when_required", "when_supported"] = "when_required"
     aws_conn_id: str = "aws_default"
     prefixes: Prefixes = field(default_factory=Prefixes)
     output_prefix: str = "outputs/"
@@ -191,6 +197,9 @@ class Settings:
     batch_size: int = 100
     work_dir: Path = Path(tempfile.gettempdir()) / "video-pipeline"
     sensor_poke_seconds: int = 60
+    # How long an hourly run waits for an upload before ending with its tasks skipped
+    # (a little under the hour, so one run ends before the next is due).
+    sensor_window_seconds: int = 55 * 60
     sensor_deferrable: bool = False
     processing_lease_seconds: int = 6 * 3600
     task_retries: int = 2  # per stage task, for infrastructure errors; bad input is never retried
@@ -393,6 +402,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bucket=bucket or "videos",
         s3_endpoint_url=_get(env, "VIDEO_PIPELINE_S3_ENDPOINT_URL", "S3_INPUT_ENDPOINT"),
         s3_region=_get(env, "VIDEO_PIPELINE_S3_REGION", "S3_INPUT_REGION", "AWS_DEFAULT_REGION"),
+        s3_request_checksum=_choice(  # type: ignore[arg-type]
+            env, "VIDEO_PIPELINE_S3_REQUEST_CHECKSUM", "when_required", ("when_required", "when_supported")
+        ),
+        s3_response_checksum=_choice(  # type: ignore[arg-type]
+            env, "VIDEO_PIPELINE_S3_RESPONSE_CHECKSUM", "when_required", ("when_required", "when_supported")
+        ),
         aws_conn_id=_get(env, "VIDEO_PIPELINE_AWS_CONN_ID", default="aws_default") or "aws_default",
         prefixes=prefixes,
         output_prefix=_prefix(env, "VIDEO_PIPELINE_OUTPUT_PREFIX", "outputs/"),
@@ -401,6 +416,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_int(env, "VIDEO_PIPELINE_BATCH_SIZE", 100, minimum=1, maximum=MAX_BATCH_SIZE),
         work_dir=Path(_get(env, "VIDEO_PIPELINE_WORK_DIR", default=str(Settings.work_dir)) or "").expanduser(),
         sensor_poke_seconds=_int(env, "VIDEO_PIPELINE_SENSOR_POKE_SECONDS", 60, minimum=1),
+        sensor_window_seconds=_int(env, "VIDEO_PIPELINE_SENSOR_WINDOW_SECONDS", 55 * 60, minimum=1),
         sensor_deferrable=_bool(env, "VIDEO_PIPELINE_SENSOR_DEFERRABLE", False),
         processing_lease_seconds=_int(env, "VIDEO_PIPELINE_PROCESSING_LEASE_SECONDS", 6 * 3600, minimum=5),
         task_retries=_int(env, "VIDEO_PIPELINE_TASK_RETRIES", 2, minimum=0, maximum=10),

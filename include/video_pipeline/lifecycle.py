@@ -25,6 +25,7 @@ from include.video_pipeline.core.states import (
     InvalidKey,
     VideoState,
     error_report_key,
+    is_folder_marker,
     move_keys,
     relative_key,
     state_key,
@@ -73,8 +74,14 @@ class ReconcileReport:
 
     @property
     def infrastructure_failures(self) -> list[dict[str, Any]]:
-        """Failures that were not the upload's fault: these make the run red."""
-        return [f for f in self.failed if f.get("retryable", True)]
+        """Failures that were not the upload's fault: these make the run red.
+
+        Only a rejected upload (a ``RejectReason``) is the upload's fault; an
+        error that no retry can heal (refused bucket keys, a store's checksum) is
+        not retried, but it still needs an operator, so it turns the run red too.
+        """
+        rejected = {reason.value for reason in RejectReason}
+        return [f for f in self.failed if f.get("reason") not in rejected]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,7 +120,7 @@ class VideoLifecycle:
                 rel = obj.key[len(self.prefixes.pending) :]
                 if len(rel.encode("utf-8")) > MAX_RELATIVE_KEY_BYTES and rel not in busy:
                     too_long.append((obj, rel, str(exc)))
-                elif not obj.key.endswith("/"):
+                elif not is_folder_marker(rel):  # markers are expected: consoles make them
                     log.warning("Ignoring %r in pending/: %s", obj.key, exc)
                 continue
             if rel not in busy:
@@ -265,6 +272,9 @@ class VideoLifecycle:
             report = dict(row["error"] or {})
             report.setdefault("video_id", vid)
             report.setdefault("source_key", rel)
+            # Every report names its cause; a row written before reasons existed
+            # (or by hand) still gets a code a script can branch on, never null.
+            report["reason"] = report.get("reason") or "infrastructure_error"
             # The reason goes in first, so a video in failed/ always has one beside it.
             self.store.put_bytes(
                 error_report_key(rel, self.prefixes),

@@ -50,7 +50,15 @@ def signing_client(settings: Settings, api_settings: ApiSettings) -> Any:
     if endpoint and not (base.s3 or {}).get("addressing_style"):
         # Custom endpoints (MinIO, Beget, GCS) are reached by path, as ObjectStoreHook does.
         base = base.merge(Config(s3={"addressing_style": "path"}))
-    config = base.merge(Config(signature_version="s3v4"))
+    # The checksum behaviour of every client the pipeline builds (storage/s3.py), so
+    # a later boto3 that puts checksum parameters into presigned URLs changes nothing here.
+    config = base.merge(
+        Config(
+            signature_version="s3v4",
+            request_checksum_calculation=settings.s3_request_checksum,
+            response_checksum_validation=settings.s3_response_checksum,
+        )
+    )
     region = conn_config.region_name or settings.s3_region or "us-east-1"
     return hook.get_session(region_name=region).client("s3", endpoint_url=endpoint, region_name=region, config=config)
 

@@ -128,4 +128,10 @@ def failure_reason(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, PermanentError):
         return "permanent_error"
+    # Named by the library that raised it (no import of it here): which service failed.
+    module = type(exc).__module__.split(".", 1)[0]
+    if module in ("botocore", "boto3", "s3transfer", "urllib3"):
+        return "storage_error"
+    if module in ("psycopg", "psycopg2"):
+        return "database_error"
     return "infrastructure_error"

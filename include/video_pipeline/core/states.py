@@ -85,8 +85,27 @@ def relative_key(key: str, state: VideoState, prefixes: Prefixes) -> str:
     return rel
 
 
+# What bucket consoles, sync tools and desktops leave beside uploads: never a video.
+# "Create folder" in the Beget, AWS and GCS consoles (and MinIO's mc mb/--with-dirs)
+# writes a zero-byte "<folder>/" object; s3fs, Hadoop and old S3 browsers write
+# "<folder>_$folder$"; macOS and Windows copy their folder metadata along.
+FOLDER_MARKER_SUFFIXES = ("/", "_$folder$")
+OS_METADATA_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+def is_folder_marker(rel: str) -> bool:
+    """A folder marker or a desktop's metadata file, at any depth (``sub/``, ``sub/.DS_Store``)."""
+    name = rel.rsplit("/", 1)[-1]
+    return (
+        rel.endswith(FOLDER_MARKER_SUFFIXES)
+        or name in OS_METADATA_NAMES
+        # AppleDouble "._<name>" files carry a Mac file's resource fork, not its content.
+        or name.startswith("._")
+    )
+
+
 def validate_relative_key(rel: str) -> None:
-    if not rel or rel.endswith("/"):
+    if not rel or is_folder_marker(rel):
         raise InvalidKey(f"{rel!r} is a folder marker, not an upload")
     if rel.endswith(ERROR_SUFFIX):
         raise InvalidKey(f"{rel!r} is an error report, not an upload")

@@ -46,17 +46,10 @@ class ObjectStoreHook(BaseHook):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from botocore.config import Config
 
-        from include.video_pipeline.storage.s3 import S3Store
+        from include.video_pipeline.storage.s3 import S3Store, botocore_config_kwargs
 
-        # "standard" retry mode retries 500/503/SlowDown and dropped connections
-        # with exponential backoff; S3-compatible services throttle more eagerly
-        # than AWS, so allow more attempts than the default three.
-        client_config = Config(
-            retries={"mode": "standard", "max_attempts": 8},
-            connect_timeout=10,
-            read_timeout=120,
-            s3={"addressing_style": "path"} if self.settings.s3_endpoint_url else None,
-        )
+        # Retries, timeouts and the checksum behaviour S3-compatible stores accept.
+        client_config = Config(**botocore_config_kwargs(self.settings))
         s3_hook = S3Hook(aws_conn_id=self.settings.aws_conn_id, config=client_config)
         if self.settings.s3_endpoint_url and not s3_hook.conn_config.endpoint_url:
             client = s3_hook.get_session().client(

@@ -76,8 +76,15 @@ def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator
 
     from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 
+    from include.video_pipeline.storage.s3 import botocore_config_kwargs
+
     class PendingUploadsS3KeySensor(S3KeySensor):
-        """``S3KeySensor`` on ``pending/*`` (wildcard) that ends a one-shot run early."""
+        """``S3KeySensor`` on ``pending/*`` (wildcard) that ends a one-shot run early.
+
+        ``pending/*`` also matches the zero-byte ``pending/`` object a console's
+        "create folder" writes, so the matches go through ``check_fn``: only an
+        upload ends the wait, exactly as only an upload can be claimed.
+        """
 
         def poke(self, context: Any) -> bool:
             yield_to_queued_runs(context)
@@ -92,10 +99,22 @@ def pending_uploads_sensor(*, task_id: str, **kwargs: Any) -> BaseSensorOperator
         bucket_name=settings.bucket,
         bucket_key=f"{settings.prefixes.pending}*",
         wildcard_match=True,
+        check_fn=has_upload,
         aws_conn_id=settings.aws_conn_id,
+        # The same client settings as the pipeline's own (checksums S3-compatible stores accept).
+        botocore_config=botocore_config_kwargs(settings),
         deferrable=settings.sensor_deferrable,
         **kwargs,
     )
+
+
+def has_upload(files: list[dict[str, Any]], **_context: Any) -> bool:
+    """``check_fn`` of the S3 sensor: True when a matched object is an upload, not a folder marker.
+
+    Takes ``**context`` because the deferrable path calls it with the context.
+    """
+    prefixes = load_settings().prefixes
+    return any(is_upload_key(str(f.get("Key", "")), prefixes) for f in files)
 
 
 class LocalPendingSensor(BaseSensorOperator):
