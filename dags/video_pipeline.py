@@ -57,9 +57,8 @@ TRANSCODE_POOL = "video_transcode"
 TRANSCRIBE_POOL = "video_transcribe"
 GEMINI_POOL = "gemini_api"
 
-# The window a run waits for uploads before giving up (a little under the hour,
-# so one run ends before the next one is due).
-SENSOR_WINDOW = timedelta(minutes=55)
+# The window a run waits for uploads before giving up: SETTINGS.sensor_window_seconds
+# (55 minutes by default, so one run ends before the next one is due).
 
 default_args = {
     "owner": "video-pipeline",
@@ -121,7 +120,7 @@ def video_pipeline() -> None:
         task_id="wait_for_uploads",
         mode="reschedule",
         poke_interval=SETTINGS.sensor_poke_seconds,
-        timeout=SENSOR_WINDOW.total_seconds(),
+        timeout=SETTINGS.sensor_window_seconds,
         soft_fail=True,
         retries=0,
     )
@@ -153,6 +152,9 @@ def video_pipeline() -> None:
             task_id="analyze",
             video=video,
             transcript=transcript.output,
+            # Multimodal: the poster and thumbnails are part of the input, so the analysis
+            # waits for transcode (an XCom dependency) instead of racing it.
+            media=media.output if SETTINGS.analysis.multimodal else None,
             pool=GEMINI_POOL,
             execution_timeout=timedelta(minutes=30),
         )

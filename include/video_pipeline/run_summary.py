@@ -14,7 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from include.video_pipeline.config import Settings
@@ -63,14 +63,42 @@ def _seconds_between(start: Any, end: Any) -> float | None:
     return None
 
 
+def busy_seconds(rows: Iterable[Mapping[str, Any]]) -> float:
+    """Seconds in which at least one of the stage attempts ``rows`` was working (overlaps counted once).
+
+    Transcode and transcribe run side by side, so a video's working time is the
+    union of its stage intervals, not their sum.
+    """
+    intervals = sorted(
+        (row["started_at"], row["started_at"] + timedelta(seconds=float(row.get("seconds") or 0.0)))
+        for row in rows
+        if isinstance(row.get("started_at"), datetime)
+    )
+    total = 0.0
+    current_start = current_end = None
+    for start, end in intervals:
+        if current_end is None or start > current_end:
+            if current_end is not None and current_start is not None:
+                total += (current_end - current_start).total_seconds()
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None and current_start is not None:
+        total += (current_end - current_start).total_seconds()
+    return round(total, 3)
+
+
 def summarize_stages(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per stage: attempts, how they ended, and total / mean / max seconds over all attempts."""
+    """Per stage: attempts, how they ended, reuses of a duplicate's result, and total / mean / max seconds."""
     stages: dict[str, dict[str, Any]] = {}
     for row in rows:
         stage = str(row.get("stage"))
         seconds = float(row.get("seconds") or 0.0)
-        entry = stages.setdefault(stage, {"attempts": 0, "statuses": {}, "total_seconds": 0.0, "max_seconds": 0.0})
+        entry = stages.setdefault(
+            stage, {"attempts": 0, "statuses": {}, "reused": 0, "total_seconds": 0.0, "max_seconds": 0.0}
+        )
         entry["attempts"] += 1
+        entry["reused"] += int(bool(row.get("reused_from")))
         status = str(row.get("status"))
         entry["statuses"][status] = entry["statuses"].get(status, 0) + 1
         entry["total_seconds"] += seconds
@@ -111,10 +139,17 @@ def build_run_summary(report: ReconcileReport, db: LedgerReader) -> dict[str, An
         return summary
 
     per_video: dict[str, dict[str, float]] = {}
+    rows_of: dict[str, list[Mapping[str, Any]]] = {}
+    reused_of: dict[str, dict[str, str]] = {}
     for row in stage_rows:
-        stages = per_video.setdefault(str(row["video_id"]), {})
+        vid = str(row["video_id"])
+        stages = per_video.setdefault(vid, {})
         stages[str(row["stage"])] = round(stages.get(str(row["stage"]), 0.0) + float(row.get("seconds") or 0.0), 3)
+        rows_of.setdefault(vid, []).append(row)
+        if row.get("reused_from"):
+            reused_of.setdefault(vid, {})[str(row["stage"])] = str(row["reused_from"])
     summary["stages"] = summarize_stages(stage_rows)
+    summary["counts"]["reused_stages"] = sum(len(r) for r in reused_of.values())
 
     starts, ends = [], []
     for row in videos:
@@ -125,14 +160,23 @@ def build_run_summary(report: ReconcileReport, db: LedgerReader) -> dict[str, An
         if isinstance(finished, datetime):
             ends.append(finished)
         error = row.get("error") or {}
+        total = _seconds_between(claimed, finished)
+        working = busy_seconds(rows_of.get(vid, []))
         summary["videos"].append(
             {
                 "video_id": vid,
                 "source_key": row.get("source_key"),
                 "state": row.get("state"),
                 "size_bytes": row.get("size_bytes"),
-                "seconds": _seconds_between(claimed, finished),
+                # claimed -> settled; of that, the time a stage of this video was working,
+                # and the rest: queued behind other videos (pool and executor slots) or waiting
+                # for a duplicate's result.
+                "seconds": total,
+                "working_seconds": working,
+                "queued_seconds": None if total is None else round(max(total - working, 0.0), 3),
                 "stage_seconds": per_video.get(vid, {}),
+                # stage -> the video whose result this one reused (same content and settings)
+                "reused": reused_of.get(vid, {}),
                 "outputs_prefix": row.get("outputs_prefix"),
                 "reason": error.get("reason") if row.get("state") == "failed" else None,
             }
@@ -171,23 +215,31 @@ def format_run_summary(summary: Mapping[str, Any]) -> str:
     stages = summary.get("stages") or {}
     if stages:
         lines.append("")
-        lines.append(f"{'stage':<12} {'attempts':>8} {'ok':>4} {'failed':>6} {'total s':>9} {'mean s':>8} {'max s':>8}")
+        lines.append(
+            f"{'stage':<12} {'attempts':>8} {'ok':>4} {'failed':>6} {'reused':>6} {'total s':>9} {'mean s':>8} "
+            f"{'max s':>8}"
+        )
         for name, entry in stages.items():
             statuses = entry.get("statuses") or {}
             not_ok = sum(n for status, n in statuses.items() if status != "success")
             lines.append(
                 f"{name:<12} {entry['attempts']:>8} {statuses.get('success', 0):>4} {not_ok:>6} "
-                f"{entry['total_seconds']:>9.1f} {entry['mean_seconds']:>8.1f} {entry['max_seconds']:>8.1f}"
+                f"{entry.get('reused', 0):>6} {entry['total_seconds']:>9.1f} {entry['mean_seconds']:>8.1f} "
+                f"{entry['max_seconds']:>8.1f}"
             )
     videos = summary.get("videos") or []
     if videos:
         lines.append("")
         width = min(48, max(len(str(v.get("source_key"))) for v in videos))
-        lines.append(f"{'video':<{width}} {'state':<10} {'seconds':>8}")
+        lines.append(f"{'video':<{width}} {'state':<10} {'total s':>8} {'working':>8} {'queued':>8}  reused")
         for video in videos:
             name = str(video.get("source_key"))
             name = name if len(name) <= width else name[: width - 1] + "…"
-            lines.append(f"{name:<{width}} {_cell(video.get('state')):<10} {_cell(video.get('seconds')):>8}")
+            reused = ", ".join(f"{stage} from {vid}" for stage, vid in (video.get("reused") or {}).items())
+            lines.append(
+                f"{name:<{width}} {_cell(video.get('state')):<10} {_cell(video.get('seconds')):>8} "
+                f"{_cell(video.get('working_seconds')):>8} {_cell(video.get('queued_seconds')):>8}  {reused or '-'}"
+            )
     check = summary.get("provider_check") or {}
     if check.get("ok") is False:
         lines.append(f"  analysis provider: {check.get('message')}")

@@ -14,7 +14,7 @@ import pytest
 from include.video_pipeline.config import AnalysisSettings, Settings
 from include.video_pipeline.core.analysis import estimate_tokens, render_transcript, schema_errors
 from include.video_pipeline.hooks.gemini import GeminiAnalyzer, build_analyzer
-from include.video_pipeline.operators.analyze import MAX_IMAGE_BYTES, load_images
+from include.video_pipeline.operators.analyze import MAX_IMAGE_BYTES, image_hashes, load_images
 from include.video_pipeline.storage.local import LocalFolderStore
 from tests.fakes import FakeGeminiServer, Reply
 from tests.hooks.test_gemini_hook import API_KEY, Waits, make_transcript
@@ -119,16 +119,37 @@ def _ctx(tmp_path: Path) -> SimpleNamespace:
     return SimpleNamespace(settings=settings, store=LocalFolderStore(tmp_path), video=SimpleNamespace(video_id="v1"))
 
 
-def test_load_images_reads_the_poster_and_sheet_from_staging(tmp_path, jpeg):
+def _media(**images: bytes) -> dict:
+    """A transcode result listing the given staged images (name -> bytes)."""
+    import hashlib
+
+    return {
+        "files": [
+            {"name": name.replace("_", "."), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in images.items()
+        ]
+    }
+
+
+def test_load_images_reads_what_the_transcode_result_lists(tmp_path, jpeg):
     ctx = _ctx(tmp_path)
     ctx.store.put_bytes("staging/v1/thumbnails.jpg", jpeg + b"sheet", content_type="image/jpeg")
     ctx.store.put_bytes("staging/v1/poster.jpg", jpeg, content_type="image/jpeg")
-    assert load_images(ctx) == [jpeg, jpeg + b"sheet"]
+    media = _media(thumbnails_jpg=jpeg + b"sheet", poster_jpg=jpeg)
+    assert load_images(ctx, media) == [jpeg, jpeg + b"sheet"]  # poster first, whatever the listing order
+    assert image_hashes(media) == [
+        [n, f["sha256"]] for n in ("poster.jpg", "thumbnails.jpg") for f in media["files"] if f["name"] == n
+    ]
 
 
-def test_load_images_tolerates_transcode_not_having_run_yet(tmp_path, jpeg):
+def test_load_images_depends_on_the_transcode_result_not_on_timing(tmp_path, jpeg):
     ctx = _ctx(tmp_path)
-    assert load_images(ctx) == []
+    # Staged images that the transcode result does not list (a race, a leftover) are never sent.
     ctx.store.put_bytes("staging/v1/poster.jpg", jpeg, content_type="image/jpeg")
-    ctx.store.put_bytes("staging/v1/thumbnails.jpg", b"\xff\xd8\xff" + b"0" * MAX_IMAGE_BYTES)
-    assert load_images(ctx) == [jpeg]  # the oversized sheet is left out
+    assert load_images(ctx, {"files": []}) == [] and image_hashes({"files": []}) == []
+    assert load_images(ctx, None) == [] and image_hashes(None) is None
+    oversized = b"\xff\xd8\xff" + b"0" * MAX_IMAGE_BYTES
+    ctx.store.put_bytes("staging/v1/thumbnails.jpg", oversized)
+    media = _media(poster_jpg=jpeg, thumbnails_jpg=oversized)
+    assert load_images(ctx, media) == [jpeg]  # the oversized sheet is left out, in the key too
+    assert [name for name, _ in image_hashes(media)] == ["poster.jpg"]

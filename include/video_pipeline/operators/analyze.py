@@ -26,15 +26,18 @@ class VideoAnalyzeOperator(VideoStageOperator):
 
     :param transcript: the transcribe stage's result (only its small summary crosses XCom;
         the transcript itself is read from staging).
+    :param media: the transcode stage's result, given (and so waited for) when the analysis is
+        multimodal: the poster and thumbnail sheet it lists are the images the model sees.
     """
 
     stage = "analyze"
     ui_color = "#f3e8fb"
-    template_fields = ("video", "transcript")
+    template_fields = ("video", "transcript", "media")
 
-    def __init__(self, *, transcript: Any, **kwargs: Any):
+    def __init__(self, *, transcript: Any, media: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.transcript = transcript
+        self.media = media
 
     def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
         from include.video_pipeline.core.analysis import PROMPT_VERSION
@@ -52,6 +55,9 @@ class VideoAnalyzeOperator(VideoStageOperator):
             "prompt_version": PROMPT_VERSION,
             "output_language": ctx.params.get("output_language") or ctx.settings.analysis.output_language,
             "multimodal": ctx.settings.analysis.multimodal,
+            # Which images the model saw is part of what made the analysis: a result made
+            # without them is never reused for a run that had them, nor the other way round.
+            **({"images": image_hashes(self.media)} if ctx.settings.analysis.multimodal else {}),
         }
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
@@ -68,7 +74,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
         state = ProviderState.for_analysis(ctx.db, ctx.settings.analysis, run_id=ctx.run_id, video_id=video.video_id)
         try:
             analyzer = build_analyzer(ctx.settings.analysis, state=state)
-            images = load_images(ctx) if ctx.settings.analysis.multimodal else []
+            images = load_images(ctx, self.media) if ctx.settings.analysis.multimodal else []
             result = analyzer.analyze(
                 transcript, title=video.name, output_language=output_language or None, images=images
             )
@@ -102,24 +108,32 @@ class VideoAnalyzeOperator(VideoStageOperator):
         }
 
 
-def load_images(ctx: StageContext) -> list[bytes]:
-    """The poster and thumbnail sheet from staging; whatever is missing or too big is left out.
+def image_hashes(media: Any) -> list[list[str]] | None:
+    """(name, SHA-256) of the images the analysis sends, from the transcode result; None without one."""
+    if not isinstance(media, dict):
+        return None
+    files = {f["name"]: f for f in media.get("files", [])}
+    return [
+        [name, files[name]["sha256"]]
+        for name in IMAGE_NAMES
+        if name in files and int(files[name].get("size", 0)) <= MAX_IMAGE_BYTES
+    ]
 
-    Analysis runs in parallel with transcoding, so the images may not be there
-    yet (or ever, for audio-only uploads). Waiting would hold a worker slot for
-    minutes; the analysis goes ahead on the transcript alone and says so with
-    the ``images_unavailable`` flag. Ordering the DAG's analysis after the
-    transcode stage makes the images always present.
+
+def load_images(ctx: StageContext, media: Any) -> list[bytes]:
+    """The poster and thumbnail sheet the transcode stage produced, from staging.
+
+    With multimodal analysis on, the DAG runs ``analyze`` after ``transcode``
+    and hands it the transcode result, so the images are whatever transcoding
+    made (none for audio-only uploads), never whatever happened to be staged
+    at that moment; images over ``MAX_IMAGE_BYTES`` are left out. The cache key
+    names the same images (``image_hashes``). Without a transcode result (a DAG
+    parsed with multimodal off) no image is sent, and ``images_unavailable``
+    says so.
     """
     images = []
-    for name in IMAGE_NAMES:
-        key = staging_key(ctx.settings, ctx.video.video_id, name)
-        info = ctx.store.head(key)
-        if info is None:
-            log.info("%s not in staging yet; analysing without it", name)
-            continue
-        if info.size > MAX_IMAGE_BYTES:
-            log.warning("%s is %d bytes, over %d; analysing without it", name, info.size, MAX_IMAGE_BYTES)
-            continue
-        images.append(ctx.store.get_bytes(key))
+    for name, _sha in image_hashes(media) or []:
+        images.append(ctx.store.get_bytes(staging_key(ctx.settings, ctx.video.video_id, name)))
+    if media is None:
+        log.warning("Multimodal analysis without the transcode result (DAG parsed before the setting?): text only")
     return images

@@ -19,12 +19,13 @@ import inspect
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from include.video_pipeline.cache import WAIT_POLL_SECONDS, DuplicateInProgress
 from include.video_pipeline.config import Settings, load_settings
 from include.video_pipeline.core.errors import FailureReport, InputRejected, PermanentError, QuotaExhausted
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
@@ -86,21 +87,50 @@ class VideoStageOperator(BaseOperator):
         return None
 
     def _run_or_reuse(self, ctx: StageContext) -> tuple[dict[str, Any], str | None, str | None]:
-        """Run the stage, or reuse a completed duplicate's result; returns (result, cache key, reused from)."""
-        from include.video_pipeline.cache import restore_cached_result, stage_cache_key
+        """Run the stage, or reuse a duplicate's result; returns (result, cache key, reused from).
+
+        Raises ``DuplicateInProgress`` while another video computes the same result
+        (see ``include.video_pipeline.cache``); a computing stage holds the lead on
+        its key until ``execute`` has recorded its result.
+        """
+        from include.video_pipeline.cache import (
+            LEAD_SECONDS,
+            DuplicateInProgress,
+            restore_cached_result,
+            stage_cache_key,
+        )
 
         cache_input = self.cache_input(ctx)
         if cache_input is None:
             return self.run_stage(ctx), None, None
         key = stage_cache_key(self.stage, *cache_input)
-        hit = ctx.db.cached_stage_result(self.stage, key, exclude_video_id=ctx.video.video_id)
+        vid = ctx.video.video_id
+        hit = ctx.db.cached_stage_result(self.stage, key, exclude_video_id=vid)
         if hit is not None:
             try:
-                return restore_cached_result(ctx.store, ctx.settings, ctx.video.video_id, hit), key, hit["video_id"]
+                result = restore_cached_result(ctx.store, ctx.settings, vid, hit)
+                if hit.get("media") and self.stage == "transcode":
+                    ctx.db.save_media(vid, hit["media"])  # the report's size and duration facts
+                # Named by the video that computed it, also when the hit itself was a reuse.
+                return result, key, (hit["details"] or {}).get("reused_from") or hit["video_id"]
             except Exception:
                 # The earlier outputs may have been deleted or expired: compute instead.
                 self.log.warning("Cached result of %s is unusable; running the stage", hit["video_id"], exc_info=True)
-        return self.run_stage(ctx), key, None
+        else:
+            leader = ctx.db.take_stage_lead(
+                cache_key=key, stage=self.stage, video_id=vid, run_id=ctx.run_id, lease_seconds=LEAD_SECONDS
+            )
+            if leader is not None:
+                raise DuplicateInProgress(leader)
+        try:
+            return self.run_stage(ctx), key, None
+        except BaseException:
+            ctx.db.release_stage_lead(key, vid)
+            raise
+
+    def resume_after_duplicate(self, context: Any, event: Any = None, **_: Any) -> dict[str, Any]:
+        """Back from waiting for a duplicate's result: look again (reuse it, or compute)."""
+        return self.execute(context)
 
     def execute(self, context: Any) -> dict[str, Any]:
         video = ClaimedVideo.from_xcom(self.video)
@@ -132,6 +162,15 @@ class VideoStageOperator(BaseOperator):
 
         try:
             result, cache_key, reused_from = self._run_or_reuse(ctx)
+        except DuplicateInProgress as wait:
+            # Deferring frees the worker and pool slots while the duplicate works, so the
+            # wait never holds up unrelated videos; the task resumes and looks again.
+            self.log.info("%s: %s; waiting %d s for its result", video.name, wait, WAIT_POLL_SECONDS)
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=WAIT_POLL_SECONDS)), method_name="resume_after_duplicate"
+            )
         except InputRejected as exc:
             report = self._report(exc, ctx)
             ctx.db.record_error(video.video_id, report)
@@ -160,6 +199,8 @@ class VideoStageOperator(BaseOperator):
             {"result": result, "reused_from": reused_from},
             cache_key if result.get("cacheable", True) else None,
         )
+        if cache_key is not None and reused_from is None:
+            ctx.db.release_stage_lead(cache_key, video.video_id)  # after the record: duplicates now find it
         ctx.db.close()
         return result
 
