@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,8 @@ def summarize(run_id: str) -> list[dict[str, Any]]:
             cur.execute(
                 """
                 SELECT v.video_id, v.source_key, v.state, v.error, v.media, v.outputs_prefix,
-                       t.language, t.language_probability, t.quality, t.text, a.analyzer
+                       t.language, t.language_probability, t.quality, t.text, a.analyzer, a.model,
+                       (a.usage->>'calls')::int AS analysis_calls
                   FROM videos v
                   LEFT JOIN transcripts t ON t.video_id = v.video_id AND t.is_current
                   LEFT JOIN analyses a ON a.video_id = v.video_id AND a.is_current
@@ -150,6 +152,36 @@ def without_password(url: str) -> str:
     return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
+def analysis_label(row: dict[str, Any]) -> str:
+    """Who wrote the analysis, in plain words: the offline analyzer is never passed off as AI."""
+    from include.video_pipeline.core.analysis import analysis_made_by
+
+    made_by = analysis_made_by(row.get("analyzer"), row.get("analysis_calls"))
+    if made_by == "offline_extractive":
+        return "analysis: offline extractive analyzer (no AI model)"
+    if made_by == "no_model":
+        return "analysis: none (no model asked)"
+    return f"analysis: {row.get('analyzer')} {row.get('model') or ''}".rstrip()
+
+
+def run_log_path(home: Path, started: datetime) -> Path:
+    """A log file of its own for every `make run` (``<AIRFLOW_HOME>/logs/make-run/<UTC time>.log``).
+
+    ``last_run.log`` beside AIRFLOW_HOME is pointed at the newest one, so earlier
+    runs' logs are kept and the latest is still where it always was.
+    """
+    folder = home / "logs" / "make-run"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{started:%Y%m%dT%H%M%SZ}-{os.getpid()}.log"
+    latest = home / "last_run.log"
+    latest.unlink(missing_ok=True)
+    try:
+        latest.symlink_to(path)
+    except OSError:  # a file system without symlinks: the latest path is printed anyway
+        pass
+    return path
+
+
 def describe(row: dict[str, Any], location: Path | str) -> str:
     state = row["state"]
     media = row.get("media") or {}
@@ -164,6 +196,7 @@ def describe(row: dict[str, Any], location: Path | str) -> str:
         parts.append(f"{language}" + (f" ({probability:.2f})" if probability else ""))
         words = " ".join((row.get("text") or "").split()[:8])
         parts.append(f'"{words}…"' if words else f"[{row.get('quality')}]")
+        parts.append(analysis_label(row))
         parts.append(f"→ {location}/{row['outputs_prefix']}")
     elif state == "failed":
         error = row.get("error") or {}
@@ -213,7 +246,8 @@ def main() -> int:
             print(f"• pending/ was empty: added {len(seeded)} sample clip(s): {', '.join(seeded)}", flush=True)
         print(f"• uploads are read from {pending}", flush=True)
     print(f"• running the video_pipeline DAG once (one-shot) on {location} …", flush=True)
-    log_path = Path(env["AIRFLOW_HOME"]) / "last_run.log"
+    log_path = run_log_path(Path(env["AIRFLOW_HOME"]), datetime.now(UTC))
+    print(f"  task logs of this run: {log_path}", flush=True)
     result_path = Path(env["AIRFLOW_HOME"]) / "last_run.json"
     result_path.unlink(missing_ok=True)
     with open(log_path, "w") as log:

@@ -97,6 +97,8 @@ LABELS: dict[str, dict[str, str]] = {
         "language": "Language",
         "transcription": "Transcription",
         "analysis": "Analysis",
+        "made_by_offline_extractive": "built-in offline analyzer (extractive), not an AI model",
+        "made_by_no_model": "no model was asked (no speech)",
         "processed": "Processed",
         "video_id": "Video ID",
         "summary": "Summary",
@@ -133,6 +135,8 @@ LABELS: dict[str, dict[str, str]] = {
         "language": "Язык",
         "transcription": "Распознавание речи",
         "analysis": "Анализ",
+        "made_by_offline_extractive": "встроенный офлайн-анализатор (выдержки из текста), не ИИ-модель",
+        "made_by_no_model": "модель не вызывалась (нет речи)",
         "processed": "Обработано",
         "video_id": "ID видео",
         "summary": "Краткое содержание",
@@ -649,6 +653,10 @@ def render_report(report: ReportInput) -> str:
     analyzer = " · ".join(
         str(x) for x in (analysis.get("analyzer"), analysis.get("model"), analysis.get("prompt_version")) if x
     )
+    made_by = analysis.get("made_by")
+    if made_by in ("offline_extractive", "no_model") and not analysis.get("unavailable"):
+        # Said in words: "an AI analysis" must never be claimed for extracted sentences.
+        analyzer = f"{t['made_by_' + str(made_by)]} · {analyzer}" if analyzer else t["made_by_" + str(made_by)]
     if analyzer:
         meta.append((t["analysis"], analyzer))
     meta.append((t["processed"], format_date(report.processed_at, lang)))

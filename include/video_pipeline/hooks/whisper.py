@@ -32,7 +32,7 @@ from airflow.sdk import BaseHook
 from include.video_pipeline.config import WhisperSettings
 from include.video_pipeline.core.errors import PermanentError, StageTimeout
 from include.video_pipeline.core.quality import GateAction, evaluate
-from include.video_pipeline.core.transcript import Segment, Transcript, TranscriptQuality, Word
+from include.video_pipeline.core.transcript import Segment, Transcript, TranscriptQuality, Word, model_identity
 
 if TYPE_CHECKING:
     import numpy as np
@@ -331,9 +331,11 @@ class WhisperHook(BaseHook):
         del audio
         elapsed = time.perf_counter() - started
 
+        # Outputs name the model (name, or package and version), never the folder it was loaded from.
+        model = model_identity(loaded.model_name) or loaded.model_name
         recorded = {
             "backend": loaded.backend,
-            "model": loaded.model_name,
+            "model": model,
             "device": loaded.device,
             "compute_type": loaded.compute_type,
             "language_forced": forced,
@@ -356,7 +358,7 @@ class WhisperHook(BaseHook):
                     quality=TranscriptQuality.NO_SPEECH,
                     duration=total,
                     backend=loaded.backend,
-                    model=loaded.model_name,
+                    model=model,
                     note=decision.notes[0],
                 ),
                 quality_notes=notes + decision.notes,
@@ -370,7 +372,7 @@ class WhisperHook(BaseHook):
             duration=total,
             segments=decision.segments,
             backend=loaded.backend,
-            model=loaded.model_name,
+            model=model,
             quality=decision.quality,
             quality_notes=notes + decision.notes,
             settings=recorded,

@@ -17,6 +17,7 @@ from include.video_pipeline.core.report import (
     ReportInput,
     render_report,
 )
+from include.video_pipeline.core.transcript import model_identity
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator, settle_video
 from include.video_pipeline.staging import output_key, staging_key
 
@@ -89,13 +90,15 @@ class VideoPublishOperator(VideoStageOperator):
                 "language": transcript.get("language"),
                 "quality": transcript.get("quality"),
                 "backend": transcript.get("backend"),
-                "model": transcript.get("model"),
+                # Transcripts name their model so already; older or reused ones may hold a path.
+                "model": model_identity(transcript.get("model")),
                 "audio_track": (self.transcript or {}).get("audio_track"),
             },
             "analysis": {
                 "analyzer": analysis.get("analyzer"),
                 "model": analysis.get("model"),
                 "prompt_version": analysis.get("prompt_version"),
+                "made_by": analysis.get("made_by"),
             },
             "report": report["key"],
             "files": sorted([*files, report], key=lambda f: f["name"]),

@@ -14,7 +14,7 @@ from include.video_pipeline.core.audio_tracks import (
 )
 from include.video_pipeline.core.media import MediaInfo
 from include.video_pipeline.core.subtitles import TranscriptFormat, render
-from include.video_pipeline.core.transcript import Transcript, TranscriptQuality
+from include.video_pipeline.core.transcript import Transcript, TranscriptQuality, model_identity
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.staging import fetch_source, stage_bytes
 
@@ -73,7 +73,7 @@ class VideoTranscribeOperator(VideoStageOperator):
                     quality=TranscriptQuality.NO_AUDIO,
                     duration=float(info.duration or 0.0),
                     backend=whisper_settings.backend,
-                    model=whisper_settings.model,
+                    model=model_identity(whisper_settings.model) or whisper_settings.model,
                     note="the upload has no audio track",
                 )
             else:
