@@ -338,7 +338,7 @@ def test_init_script_against_a_real_airflow(tmp_path: Path) -> None:
         env.pop(inherited, None)
 
     def run(*args: str) -> str:
-        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
