@@ -32,13 +32,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["VIDEO_PIPELINE_ENV_FILE"] = os.devnull
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from tests.fixtures.net import free_port  # noqa: E402
 from tools import local_postgres  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
@@ -105,7 +100,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
     if moto is None:
         raise RuntimeError("moto_server not found: install test requirements with `make test`")
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
     process = subprocess.Popen(
         [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -5,41 +5,24 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg2
 import pytest
 
 from tests.fixtures import clips
+from tests.fixtures.net import free_port, wait_for
 from tools import local_postgres
 from tools.airflow_env import airflow_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 @pytest.mark.slow
 def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_env):
-    data_dir, home, port = tmp_path / "data", tmp_path / "airflow", _free_port()
+    data_dir, home, port = tmp_path / "data", tmp_path / "airflow", free_port()
     storage = data_dir / "storage"
     env = {
         **os.environ,
@@ -65,7 +48,7 @@ def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_
         start_new_session=True,
     )
     try:
-        pg = _wait_for(lambda: local_postgres.running(data_dir / "postgres"), 120, "PostgreSQL")
+        pg = wait_for(lambda: local_postgres.running(data_dir / "postgres"), 120, "PostgreSQL")
         results_dsn = pg.dsn("video_pipeline")
         airflow_env = airflow_environment(pg.port, home, env)
 
@@ -83,8 +66,8 @@ def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_
                 )
         hook.close()
 
-        _wait_for(lambda: _health(port), 300, "the Airflow api-server", interval=3)
-        _wait_for(
+        wait_for(lambda: _health(port), 300, "the Airflow api-server", interval=3)
+        wait_for(
             lambda: (
                 subprocess.run(
                     [str(Path(sys.executable).parent / "airflow"), "dags", "details", "video_pipeline"],
@@ -125,7 +108,7 @@ def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_
                 states = [r[0] for r in cur.fetchall()]
             return states if states and all(s in ("success", "failed") for s in states) else None
 
-        states = _wait_for(backfill_done, 420, "the backfill run to finish", interval=5)
+        states = wait_for(backfill_done, 420, "the backfill run to finish", interval=5)
         assert states == ["success"]
 
         with psycopg2.connect(results_dsn) as conn, conn.cursor() as cur:

@@ -27,6 +27,7 @@ from include.video_pipeline.core.offline_analyzer import OfflineAnalyzer
 from include.video_pipeline.core.report import ReportInput, render_report
 from include.video_pipeline.core.transcript import Segment, Transcript
 from include.video_pipeline.hooks.ffmpeg import FfmpegHook
+from tests.e2e.ui_browser import chromium_binary
 from tests.fixtures import clips
 
 # Tries to run script two ways; either would mark the page if escaping failed.
@@ -41,19 +42,12 @@ SENTENCES = [
 ]
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        raise RuntimeError("chromium not found: run tools/ensure_system_packages.sh test (Debian package chromium)")
-    return found
-
-
 def _browse(url: str, *extra: str) -> str:
     """Chromium's DOM (or other output) after the page settled; a fresh profile per call."""
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         result = subprocess.run(
             [
-                _chromium(),
+                chromium_binary(),
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",

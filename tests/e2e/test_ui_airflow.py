@@ -23,11 +23,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import pytest
 from tests.e2e.ui_browser import Browser
 from tests.fixtures import clips
 from tests.fixtures.models import faster_whisper_tiny_en
+from tests.fixtures.net import free_port, wait_for
 from tools import local_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,22 +49,6 @@ SPEECH = (
     "Good morning everyone. First, the weather is cold today. Second, the office moves to a new building "
     "next month. Finally, the marketing budgets were approved yesterday."
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _health(port: int) -> bool:
@@ -114,7 +97,7 @@ def _token(base: str, user: str, password: str) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ui-stack")
-    data_dir, home, port = tmp / "data", tmp / "airflow", _free_port()
+    data_dir, home, port = tmp / "data", tmp / "airflow", free_port()
     storage = data_dir / "storage"
     env = {
         **os.environ,
@@ -139,10 +122,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         start_new_session=True,
     )
     try:
-        pg = _wait_for(lambda: local_postgres.running(data_dir / "postgres"), 120, "PostgreSQL")
-        _wait_for(lambda: _health(port), 600, "the Airflow api-server", interval=3)
+        pg = wait_for(lambda: local_postgres.running(data_dir / "postgres"), 120, "PostgreSQL")
+        wait_for(lambda: _health(port), 600, "the Airflow api-server", interval=3)
         passwords_file = home / "simple_auth_manager_passwords.json.generated"
-        passwords = _wait_for(lambda: passwords_file.is_file() and json.loads(passwords_file.read_text()), 60, "logins")
+        passwords = wait_for(lambda: passwords_file.is_file() and json.loads(passwords_file.read_text()), 60, "logins")
         base = f"http://127.0.0.1:{port}"
         shots = Path(os.environ.get("VIDEO_PIPELINE_SCREENSHOT_DIR") or tmp / "screenshots")
         yield Stack(
@@ -183,7 +166,7 @@ class Processed:
 @pytest.fixture(scope="module")
 def processed(stack: Stack) -> Processed:
     """Trigger from the form with its defaults while the hourly run waits; then drop two uploads."""
-    hourly = _wait_for(
+    hourly = wait_for(
         lambda: stack.airflow(
             "SELECT ti.run_id FROM task_instance ti JOIN dag_run dr USING (dag_id, run_id)"
             " WHERE ti.dag_id = 'video_pipeline' AND ti.task_id = 'wait_for_uploads'"
@@ -206,7 +189,7 @@ def processed(stack: Stack) -> Processed:
         browser.wait_for(f"{submit} && !{submit}.disabled", 30, "an enabled Trigger button in the form")
         browser.screenshot(stack.shots / "trigger-form.png")
         browser.evaluate(f"{submit}.click()")
-        manual = _wait_for(
+        manual = wait_for(
             lambda: stack.airflow(
                 "SELECT run_id, conf FROM dag_run WHERE dag_id = 'video_pipeline' AND run_type = 'manual'"
             ),
@@ -223,7 +206,7 @@ def processed(stack: Stack) -> Processed:
     clips.make_speech_video(pending / GOOD, SPEECH)
     (pending / BAD).write_text("this is a text file, not a video")
 
-    state = _wait_for(
+    state = wait_for(
         lambda: (
             (s := stack.airflow("SELECT state FROM dag_run WHERE run_id = %s", (run_id,))[0][0])
             in ("success", "failed")

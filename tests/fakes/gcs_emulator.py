@@ -33,19 +33,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fixtures.net import free_port
+
 PROJECT = "video-pipeline-test"
 VM_SERVICE_ACCOUNT = f"vm-sa@{PROJECT}.iam.gserviceaccount.com"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_emulator(log_path: Path) -> tuple[subprocess.Popen, str]:
     """The emulator as a process of its own session (in memory); returns it and its endpoint."""
-    port = _free_port()
+    port = free_port()
     log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "-M"],

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.net import free_port
 from tools import local_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +30,6 @@ STANDALONE = ROOT / "tools" / "standalone.py"
 SETUP_TIMEOUT = 240  # PostgreSQL + db migrate + pools (~30-60 s) and the UI (~60-150 s)
 BANNER_TIMEOUT = 60
 STOP_TIMEOUT = 45  # standalone.py waits 20 s after SIGTERM before SIGKILL
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _group(pgid: int) -> list[int]:
@@ -79,7 +73,7 @@ def _wait_for(predicate, timeout: float, process: subprocess.Popen, log: Path, w
 def test_make_up_serves_the_ui_prints_the_password_and_stops_every_process(tmp_path: Path) -> None:
     airflow_home = tmp_path / "airflow"
     data_dir = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIDEO_PIPELINE_"))}
     env.update(
         AIRFLOW_HOME=str(airflow_home),
