@@ -40,6 +40,7 @@ from tests.fixtures import clips
 from tests.fixtures.models import faster_whisper_tiny_en
 from tests.fixtures.net import free_port, wait_for
 from tools import local_postgres
+from tools import standalone as standalone_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "budget review.mp4"
@@ -99,8 +100,11 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ui-stack")
     data_dir, home, port = tmp / "data", tmp / "airflow", free_port()
     storage = data_dir / "storage"
+    # The stack is `make up` as a user starts it: Airflow settings that other tests in this
+    # worker put in os.environ (the API tests' auth manager, users and passwords file) stay out.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env = {
-        **os.environ,
+        **inherited,
         "VIDEO_PIPELINE_WHISPER_MODEL": str(faster_whisper_tiny_en()),
         "HF_HUB_OFFLINE": "1",
         "VIDEO_PIPELINE_DATA_DIR": str(data_dir),
@@ -124,7 +128,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     try:
         pg = wait_for(lambda: local_postgres.running(data_dir / "postgres"), 120, "PostgreSQL")
         wait_for(lambda: _health(port), 600, "the Airflow api-server", interval=3)
-        passwords_file = home / "simple_auth_manager_passwords.json.generated"
+        passwords_file = standalone_tool.passwords_file(env)
         passwords = wait_for(lambda: passwords_file.is_file() and json.loads(passwords_file.read_text()), 60, "logins")
         base = f"http://127.0.0.1:{port}"
         shots = Path(os.environ.get("VIDEO_PIPELINE_SCREENSHOT_DIR") or tmp / "screenshots")
