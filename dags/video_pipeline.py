@@ -57,9 +57,6 @@ TRANSCODE_POOL = "video_transcode"
 TRANSCRIBE_POOL = "video_transcribe"
 GEMINI_POOL = "gemini_api"
 
-# The window a run waits for uploads before giving up: SETTINGS.sensor_window_seconds
-# (55 minutes by default, so one run ends before the next one is due).
-
 default_args = {
     "owner": "video-pipeline",
     "retries": SETTINGS.task_retries,
@@ -120,6 +117,8 @@ def video_pipeline() -> None:
         task_id="wait_for_uploads",
         mode="reschedule",
         poke_interval=SETTINGS.sensor_poke_seconds,
+        # The window a run waits for uploads: 55 minutes by default, so one run ends
+        # before the next one is due.
         timeout=SETTINGS.sensor_window_seconds,
         soft_fail=True,
         retries=0,
