@@ -16,7 +16,8 @@ from airflow.plugins_manager import AirflowPlugin
 
 from include.video_pipeline.api import run_notes
 from include.video_pipeline.api.app import create_app
-from include.video_pipeline.operators.links import URL_PREFIX, VideoOutputsLink
+from include.video_pipeline.operators.links import VideoOutputsLink
+from include.video_pipeline.pipeline.ui_links import URL_PREFIX
 
 __all__ = ["URL_PREFIX", "VideoPipelinePlugin"]
 

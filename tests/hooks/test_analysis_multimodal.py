@@ -13,7 +13,8 @@ import pytest
 
 from include.video_pipeline.config import AnalysisSettings, Settings
 from include.video_pipeline.core.analysis import estimate_tokens, render_transcript, schema_errors
-from include.video_pipeline.hooks.gemini import GeminiAnalyzer, build_analyzer
+from include.video_pipeline.hooks.analyzers import build_analyzer
+from include.video_pipeline.hooks.gemini import GeminiAnalyzer
 from include.video_pipeline.operators.analyze import MAX_IMAGE_BYTES, image_hashes, load_images
 from include.video_pipeline.storage.local import LocalFolderStore
 from tests.fakes import FakeGeminiServer, Reply

@@ -16,12 +16,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from include.video_pipeline.cache import DuplicateInProgress, restore_cached_result, stage_cache_key
 from include.video_pipeline.config import Settings
 from include.video_pipeline.hooks.results_db import ResultsDbHook
-from include.video_pipeline.lifecycle import ClaimedVideo
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
-from include.video_pipeline.run_summary import busy_seconds
+from include.video_pipeline.pipeline.cache import DuplicateInProgress, restore_cached_result, stage_cache_key
+from include.video_pipeline.pipeline.lifecycle import ClaimedVideo
+from include.video_pipeline.pipeline.run_summary import busy_seconds
 from include.video_pipeline.storage.local import LocalFolderStore
 
 

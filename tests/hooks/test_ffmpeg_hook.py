@@ -16,7 +16,7 @@ from include.video_pipeline.core.errors import InputRejected, RejectReason, Stag
 from include.video_pipeline.core.media import MediaInfo
 from include.video_pipeline.hooks.ffmpeg import FfmpegHook, TranscodeResult
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
-from include.video_pipeline.staging import output_key, stage_files, staging_key
+from include.video_pipeline.pipeline.staging import output_key, stage_files, staging_key
 from tests.fixtures import clips
 
 SETTINGS = TranscodeSettings(preset="ultrafast")

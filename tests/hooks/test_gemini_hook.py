@@ -17,7 +17,8 @@ from include.video_pipeline.core.errors import (
 )
 from include.video_pipeline.core.offline_analyzer import OfflineAnalyzer
 from include.video_pipeline.core.transcript import Segment, Transcript, TranscriptQuality
-from include.video_pipeline.hooks.gemini import GeminiAnalyzer, GeminiHook, InvalidModelOutput, build_analyzer
+from include.video_pipeline.hooks.analyzers import build_analyzer
+from include.video_pipeline.hooks.gemini import GeminiAnalyzer, GeminiHook, InvalidModelOutput
 from tests.fakes import FakeGeminiServer, Reply
 
 API_KEY = "AIzaSy-test-key-0123456789"

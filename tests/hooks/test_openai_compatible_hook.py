@@ -15,7 +15,8 @@ from include.video_pipeline.core.errors import (
     QuotaExhausted,
     RejectReason,
 )
-from include.video_pipeline.hooks.gemini import InvalidModelOutput, build_analyzer
+from include.video_pipeline.hooks.analyzers import build_analyzer
+from include.video_pipeline.hooks.gemini import InvalidModelOutput
 from include.video_pipeline.hooks.openai_compatible import OpenAICompatibleHook
 from tests.fakes.openai_server import ChatReply, FakeOpenAIServer
 from tests.hooks.test_gemini_hook import Waits, make_transcript

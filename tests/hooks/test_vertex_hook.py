@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from include.video_pipeline.config import AnalysisSettings
 from include.video_pipeline.core.analysis import MODEL_RESPONSE_SCHEMA, schema_errors
 from include.video_pipeline.core.errors import PermanentError, QuotaExhausted
-from include.video_pipeline.hooks.gemini import GeminiAnalyzer, build_analyzer
+from include.video_pipeline.hooks.analyzers import build_analyzer
+from include.video_pipeline.hooks.gemini import GeminiAnalyzer
 from include.video_pipeline.hooks.vertex import VertexGeminiHook
 from tests.fakes import FakeGeminiServer, Reply
 from tests.fakes.gemini_server import ACCESS_TOKEN

@@ -26,7 +26,7 @@ from include.video_pipeline.hooks.webhook import (
     WebhookHook,
     verify_signature,
 )
-from include.video_pipeline.notifications import notify_run, notify_video, slack_escape, video_event
+from include.video_pipeline.pipeline.notifications import notify_run, notify_video, slack_escape, video_event
 
 SECRET = "test-webhook-secret-not-real"
 
@@ -300,7 +300,7 @@ def test_notify_run_sends_the_summary_with_where_to_find_it(
 def test_a_chat_connection_without_its_provider_is_reported_once(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import include.video_pipeline.notifications as notifications
+    import include.video_pipeline.pipeline.notifications as notifications
 
     monkeypatch.setattr(notifications, "_warned", set())
     monkeypatch.setenv(

@@ -12,7 +12,7 @@ import sys
 from include.video_pipeline.config import load_settings
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
-from include.video_pipeline.lifecycle import VideoLifecycle
+from include.video_pipeline.pipeline.lifecycle import VideoLifecycle
 
 
 def main(argv: list[str]) -> int:

@@ -15,8 +15,8 @@ from include.video_pipeline.config import load_settings
 from include.video_pipeline.core.errors import InputRejected
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
-from include.video_pipeline.lifecycle import VideoLifecycle
-from include.video_pipeline.staging import fetch_source
+from include.video_pipeline.pipeline.lifecycle import VideoLifecycle
+from include.video_pipeline.pipeline.staging import fetch_source
 from include.video_pipeline.storage.local import LocalFolderStore
 from tests.conftest import ROOT
 from tests.reliability.conftest import aws_connection, keys
@@ -157,7 +157,7 @@ def test_a_large_upload_is_streamed_to_disk_not_memory(s3_endpoint, bucket, s3_c
         "import json,resource,sys;"
         "from include.video_pipeline.config import load_settings;"
         "from include.video_pipeline.hooks.object_store import ObjectStoreHook;"
-        "from include.video_pipeline.staging import fetch_source;"
+        "from include.video_pipeline.pipeline.staging import fetch_source;"
         "s=load_settings();store=ObjectStoreHook(settings=s).get_store();"
         "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
         "p=fetch_source(store,s,'big-1','big.mp4');"

@@ -17,7 +17,7 @@ import pytest
 
 from include.video_pipeline.config import load_settings
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
-from include.video_pipeline.lifecycle import VideoLifecycle
+from include.video_pipeline.pipeline.lifecycle import VideoLifecycle
 from include.video_pipeline.storage.base import MoveNotVerified, move_object
 from tests.conftest import ROOT
 from tests.fakes.s3_fault_proxy import FaultRule

@@ -99,7 +99,7 @@ def _outputs(row: dict[str, Any], settings: Settings, api_settings: ApiSettings)
     if settings.storage == "local":
         # Served by this app (GET /outputs/...), behind the same auth: a browser
         # cannot open file:// paths of the api-server's disk.
-        from include.video_pipeline.operators.links import local_outputs_url
+        from include.video_pipeline.pipeline.ui_links import local_outputs_url
 
         vid = row["video_id"]
         return Outputs(

@@ -221,8 +221,8 @@ def reprocess(video_id: str, settings: SettingsDep, user: GetUserDep) -> Reproce
     responses={404: {"description": "No such file"}, 307: {"description": "Presigned URL (S3)"}},
 )
 def output_file(video_id: str, name: str, request: Request, settings: SettingsDep) -> Response:
-    from include.video_pipeline.operators.links import library_url
-    from include.video_pipeline.staging import output_key
+    from include.video_pipeline.pipeline.staging import output_key
+    from include.video_pipeline.pipeline.ui_links import library_url
 
     key = output_key(settings, video_id, name)
     if settings.storage == "local":

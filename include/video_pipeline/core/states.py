@@ -136,6 +136,30 @@ def move_keys(rel: str, source: VideoState, target: VideoState, prefixes: Prefix
     return state_key(rel, source, prefixes), state_key(rel, target, prefixes)
 
 
+# Run summaries live beside the videos' output folders, in one folder of their own.
+RUNS_FOLDER = "_runs"
+_UNSAFE_RUN_KEY = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def run_key_name(run_id: str) -> str:
+    """A run id as an object name: ``manual__2025-05-01T10:00:00+00:00`` -> ``manual__2025-05-01T10_00_00_00_00-<h>``.
+
+    Colons and plus signs need escaping in URLs and some S3-compatible services
+    mangle them, so they become ``_``; when anything was replaced a short hash of
+    the real id keeps two different runs from sharing one file.
+    """
+    cleaned = _UNSAFE_RUN_KEY.sub("_", run_id).strip("._-")[:150]
+    if cleaned == run_id:
+        return cleaned
+    digest = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8]
+    return f"{cleaned}-{digest}" if cleaned else f"run-{digest}"
+
+
+def run_summary_key(output_prefix: str, run_id: str) -> str:
+    """Where a run's summary lands: ``outputs/_runs/<run key name>.json``."""
+    return f"{output_prefix}{RUNS_FOLDER}/{run_key_name(run_id)}.json"
+
+
 _UNSAFE = re.compile(r"[^\w.-]+", re.UNICODE)
 
 

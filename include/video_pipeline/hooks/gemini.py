@@ -26,7 +26,7 @@ blocked prompt / SAFETY finish         ``InputRejected(CONTENT_BLOCKED)``
 
 ``VertexGeminiHook`` (``hooks/vertex.py``) is the same API through Vertex AI.
 ``GeminiAnalyzer`` turns a transcript into an ``AnalysisResult`` with either;
-``build_analyzer`` chooses the provider from ``AnalysisSettings``.
+``hooks/analyzers.py`` chooses the provider from ``AnalysisSettings``.
 """
 
 from __future__ import annotations
@@ -35,19 +35,16 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from include.video_pipeline.config import AnalysisSettings
 from include.video_pipeline.core.analysis import (
     DEFAULT_GEMINI_MODELS,
     DEFAULT_MAX_CHUNK_TOKENS,
-    Analyzer,
     AnalyzerName,
     ModelAnalyzer,
     image_mime_type,
-    price_table,
 )
 from include.video_pipeline.core.errors import (
     InputRejected,
@@ -56,7 +53,6 @@ from include.video_pipeline.core.errors import (
     QuotaExhausted,
     RejectReason,
 )
-from include.video_pipeline.core.offline_analyzer import OfflineAnalyzer
 from include.video_pipeline.hooks.llm_base import (
     LOCATION_UNSUPPORTED,
     PROVIDER_AUTH,
@@ -67,7 +63,6 @@ from include.video_pipeline.hooks.llm_base import (
     ModelNotFound,
     ProviderUnavailable,
     Retryable,
-    SharedProviderState,
     next_quota_reset,
     parse_retry_after,
     redact,
@@ -83,7 +78,6 @@ __all__ = [
     "GeminiAnalyzer",
     "GeminiHook",
     "InvalidModelOutput",
-    "build_analyzer",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,10 +89,6 @@ API_KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 # Finish reasons after which the candidate holds no usable answer because a
 # filter stopped it: the content, not the infrastructure, is the problem.
 BLOCKING_FINISH_REASONS = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
-
-# Kept under their old names for code that imported them from here.
-_Retryable = Retryable
-_parse_retry_after = parse_retry_after
 
 
 def _error_details(details: Any) -> list[dict[str, Any]]:
@@ -387,93 +377,3 @@ class GeminiAnalyzer(ModelAnalyzer):
     ):
         super().__init__(hook, name=name, max_chunk_tokens=max_chunk_tokens)
         self.hook: GeminiHook = hook
-
-
-def _hook_options(settings: AnalysisSettings, prices: Mapping[str, tuple[float, ...]]) -> dict[str, Any]:
-    return {
-        "timeout_seconds": settings.timeout_seconds,
-        "max_retries": settings.max_retries,
-        "backoff_base_seconds": settings.backoff_base_seconds,
-        "backoff_max_seconds": settings.backoff_max_seconds,
-        "max_total_wait_seconds": settings.max_total_wait_seconds,
-        "prices": prices,
-    }
-
-
-def build_hook(
-    settings: AnalysisSettings, *, state: SharedProviderState | None = None, **hook_kwargs: Any
-) -> ModelHook | None:
-    """The provider hook ``settings.analyzer`` asks for; None when the offline analyzer is to be used.
-
-    ``auto`` uses Gemini when a key is configured and the offline analyzer
-    otherwise; ``gemini`` without a key is a configuration error, raised now
-    rather than after transcoding and transcribing. ``vertex`` and
-    ``openai-compatible`` are used only when named. ``hook_kwargs`` override the
-    hook's options (e.g. ``backoff_base_seconds`` or ``sleep`` in tests).
-    """
-    if settings.analyzer == "offline":
-        return None
-    options = {**_hook_options(settings, price_table(settings.prices)), "state": state, **hook_kwargs}
-    models = settings.gemini_models or DEFAULT_GEMINI_MODELS
-    if settings.analyzer == "vertex":
-        from include.video_pipeline.hooks.vertex import VertexGeminiHook
-
-        return VertexGeminiHook(
-            settings.gcp_conn_id,
-            project=settings.vertex_project,
-            location=settings.vertex_location,
-            model=models[0],
-            fallback_models=models[1:],
-            base_url=settings.gemini_base_url,
-            **options,
-        )
-    if settings.analyzer == "openai-compatible":
-        from include.video_pipeline.hooks.openai_compatible import OpenAICompatibleHook
-
-        openai_hook = OpenAICompatibleHook(
-            settings.openai_conn_id,
-            model=settings.openai_model or "",
-            base_url=settings.openai_base_url,
-            **options,
-        )
-        openai_hook.resolve_base_url()  # fail now, not after transcoding, when there is none
-        return openai_hook
-    if not _any_api_key(settings):
-        if settings.analyzer == "gemini":
-            raise ProviderUnavailable(
-                PROVIDER_MISCONFIGURED,
-                f"VIDEO_PIPELINE_ANALYZER=gemini but no Gemini API key: set the password of Airflow connection "
-                f"{settings.gemini_conn_id!r} or the environment variable {API_KEY_ENV_VARS[0]}",
-            )
-        return None
-    return GeminiHook(
-        settings.gemini_conn_id,
-        model=models[0],
-        fallback_models=models[1:],
-        base_url=settings.gemini_base_url,
-        **options,
-    )
-
-
-def _any_api_key(settings: AnalysisSettings) -> bool:
-    return GeminiHook(settings.gemini_conn_id).has_api_key()
-
-
-def build_analyzer(
-    settings: AnalysisSettings,
-    *,
-    max_chunk_tokens: int | None = None,
-    state: SharedProviderState | None = None,
-    **hook_kwargs: Any,
-) -> Analyzer:
-    """The analyzer ``settings.analyzer`` asks for (see ``build_hook``); offline when there is no provider."""
-    chunk_tokens = max_chunk_tokens if max_chunk_tokens is not None else settings.max_chunk_tokens
-    hook = build_hook(settings, state=state, **hook_kwargs)
-    if hook is None:
-        if settings.analyzer != "offline":
-            log.info("No Gemini API key configured; using the offline analyzer")
-        return OfflineAnalyzer()
-    if isinstance(hook, GeminiHook):
-        name: AnalyzerName = "vertex" if settings.analyzer == "vertex" else "gemini"
-        return GeminiAnalyzer(hook, name=name, max_chunk_tokens=chunk_tokens)
-    return ModelAnalyzer(hook, name="openai-compatible", max_chunk_tokens=chunk_tokens)

@@ -9,7 +9,7 @@ from typing import Any
 
 from include.video_pipeline.core.transcript import Transcript
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
-from include.video_pipeline.staging import stage_bytes, staging_key
+from include.video_pipeline.pipeline.staging import stage_bytes, staging_key
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
 
     def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
         from include.video_pipeline.core.analysis import PROMPT_VERSION
-        from include.video_pipeline.hooks.gemini import build_analyzer
+        from include.video_pipeline.hooks.analyzers import build_analyzer
 
         transcript_file = next(
             (f for f in (self.transcript or {}).get("files", []) if f["name"] == "transcript.json"), None
@@ -62,7 +62,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
 
     def run_stage(self, ctx: StageContext) -> dict[str, Any]:
         from include.video_pipeline.core.analysis import unavailable_analysis
-        from include.video_pipeline.hooks.gemini import build_analyzer
+        from include.video_pipeline.hooks.analyzers import build_analyzer
         from include.video_pipeline.hooks.llm_base import ProviderUnavailable
         from include.video_pipeline.hooks.provider_state import ProviderState
 

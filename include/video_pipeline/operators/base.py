@@ -25,13 +25,13 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.video_pipeline.cache import WAIT_POLL_SECONDS, DuplicateInProgress
 from include.video_pipeline.config import Settings, load_settings
 from include.video_pipeline.core.errors import FailureReport, InputRejected, PermanentError, QuotaExhausted
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
-from include.video_pipeline.lifecycle import ClaimedVideo, VideoLifecycle
 from include.video_pipeline.operators.links import VideoOutputsLink
+from include.video_pipeline.pipeline.cache import WAIT_POLL_SECONDS, DuplicateInProgress
+from include.video_pipeline.pipeline.lifecycle import ClaimedVideo, VideoLifecycle
 from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,10 @@ class VideoStageOperator(BaseOperator):
         """Run the stage, or reuse a duplicate's result; returns (result, cache key, reused from).
 
         Raises ``DuplicateInProgress`` while another video computes the same result
-        (see ``include.video_pipeline.cache``); a computing stage holds the lead on
+        (see ``include.video_pipeline.pipeline.cache``); a computing stage holds the lead on
         its key until ``execute`` has recorded its result.
         """
-        from include.video_pipeline.cache import (
+        from include.video_pipeline.pipeline.cache import (
             LEAD_SECONDS,
             DuplicateInProgress,
             restore_cached_result,

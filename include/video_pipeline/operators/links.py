@@ -15,29 +15,12 @@ library page instead, where its reason and message are shown.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 from airflow.sdk import BaseOperatorLink
 
+from include.video_pipeline.pipeline.ui_links import library_url, local_outputs_url
+
 PRESIGNED_SECONDS = 7 * 24 * 3600
-# Where plugins/video_pipeline_plugin.py mounts the app (one place: the plugin imports it).
-URL_PREFIX = "/video-pipeline"
-
-
-def ui_path(path: str) -> str:
-    """``path`` below the plugin's prefix, below ``[api] base_url``'s path when Airflow sits under one."""
-    from airflow.configuration import conf
-
-    base = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
-    return f"{base}{URL_PREFIX}{path}"
-
-
-def local_outputs_url(video_id: str, name: str = "report.html") -> str:
-    return ui_path(f"/outputs/{quote(video_id)}/{quote(name)}")
-
-
-def library_url(video_id: str) -> str:
-    return ui_path(f"/ui/?video={quote(video_id)}")
 
 
 def _rejected(settings: Any, video_id: str) -> bool:
@@ -59,7 +42,7 @@ class VideoOutputsLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         from include.video_pipeline.config import load_settings
         from include.video_pipeline.hooks.object_store import ObjectStoreHook
-        from include.video_pipeline.staging import output_key
+        from include.video_pipeline.pipeline.staging import output_key
 
         video = getattr(operator, "video", None)
         if not isinstance(video, dict) or "video_id" not in video:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def check_analysis_provider(context: Any) -> dict[str, Any]:
     """The preflight task's body: returns what was checked, or fails the run with why."""
-    from include.video_pipeline.hooks.gemini import build_hook
+    from include.video_pipeline.hooks.analyzers import build_hook
     from include.video_pipeline.hooks.provider_state import ProviderState, record_provider_check
     from include.video_pipeline.hooks.results_db import ResultsDbHook
 

@@ -19,7 +19,7 @@ from include.video_pipeline.core.report import (
 )
 from include.video_pipeline.core.transcript import model_identity
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator, settle_video
-from include.video_pipeline.staging import output_key, staging_key
+from include.video_pipeline.pipeline.staging import output_key, staging_key
 
 MANIFEST_VERSION = 1
 

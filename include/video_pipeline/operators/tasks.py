@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from include.video_pipeline.config import load_settings
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
-from include.video_pipeline.lifecycle import VideoLifecycle
+from include.video_pipeline.pipeline.lifecycle import VideoLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def claim_uploads(context: Any) -> list[dict[str, Any]]:
 
 
 def reconcile(context: Any) -> dict[str, Any]:
-    from include.video_pipeline.notifications import notify_run
-    from include.video_pipeline.run_summary import build_run_summary, write_run_summary
+    from include.video_pipeline.pipeline.notifications import notify_run
+    from include.video_pipeline.pipeline.run_summary import build_run_summary, write_run_summary
 
     lifecycle, db = _lifecycle()
     try:

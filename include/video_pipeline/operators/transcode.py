@@ -10,7 +10,7 @@ from typing import Any
 
 from include.video_pipeline.core.media import HLS_DIR, HLS_MASTER_NAME
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
-from include.video_pipeline.staging import fetch_source, source_sha256, stage_files
+from include.video_pipeline.pipeline.staging import fetch_source, source_sha256, stage_files
 
 # Part of the cache key: bump when what video.mp4 contains changes for the same
 # upload and settings (2: every audio track with sound, not only the default one).

@@ -16,7 +16,7 @@ from include.video_pipeline.core.media import MediaInfo
 from include.video_pipeline.core.subtitles import TranscriptFormat, render
 from include.video_pipeline.core.transcript import Transcript, TranscriptQuality, model_identity
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
-from include.video_pipeline.staging import fetch_source, stage_bytes
+from include.video_pipeline.pipeline.staging import fetch_source, stage_bytes
 
 if TYPE_CHECKING:
     from include.video_pipeline.hooks.ffmpeg import AudioExtract, FfmpegHook

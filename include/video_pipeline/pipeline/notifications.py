@@ -26,7 +26,7 @@ from typing import Any
 
 from include.video_pipeline.config import Settings
 from include.video_pipeline.core.report import REPORT_NAME
-from include.video_pipeline.core.states import error_report_key
+from include.video_pipeline.core.states import error_report_key, run_summary_key
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,6 @@ def notify_video(settings: Settings, event: Mapping[str, Any]) -> None:
 def notify_run(settings: Settings, summary: Mapping[str, Any]) -> None:
     """Announce the end of a run with its summary (``run_summary.build_run_summary``); never raises."""
     try:
-        from include.video_pipeline.run_summary import run_summary_key
-
         run_id = str(summary.get("run_id"))
         failures = [f for f in summary.get("failures") or [] if isinstance(f, Mapping)]
         data = {
@@ -103,8 +101,8 @@ def notify_run(settings: Settings, summary: Mapping[str, Any]) -> None:
             "stages": summary.get("stages") or {},
             "failures": failures[:MAX_FAILURES_IN_RUN_EVENT],
             "failures_omitted": max(0, len(failures) - MAX_FAILURES_IN_RUN_EVENT),
-            "summary_key": run_summary_key(settings, run_id),
-            "summary_uri": _uri(settings, run_summary_key(settings, run_id)),
+            "summary_key": run_summary_key(settings.output_prefix, run_id),
+            "summary_uri": _uri(settings, run_summary_key(settings.output_prefix, run_id)),
         }
         _send(RUN_EVENT, data, _run_text(data))
     except Exception:

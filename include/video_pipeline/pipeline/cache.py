@@ -28,7 +28,7 @@ import logging
 from typing import Any
 
 from include.video_pipeline.config import Settings
-from include.video_pipeline.staging import output_key, staging_key
+from include.video_pipeline.pipeline.staging import output_key, staging_key
 from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -9,22 +9,20 @@ and store errors here are logged and the summary goes out with what is known.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from include.video_pipeline.config import Settings
-from include.video_pipeline.lifecycle import ReconcileReport
+from include.video_pipeline.core.states import run_summary_key
+from include.video_pipeline.pipeline.lifecycle import ReconcileReport
 from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
 SUMMARY_VERSION = 1
-RUNS_FOLDER = "_runs"
 STAGE_ORDER = ("transcode", "transcribe", "analyze", "publish")
 
 
@@ -34,27 +32,6 @@ class LedgerReader(Protocol):
     def videos_for_run(self, run_id: str) -> list[dict[str, Any]]: ...
 
     def stage_runs_for_run(self, run_id: str) -> list[dict[str, Any]]: ...
-
-
-_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def run_key_name(run_id: str) -> str:
-    """A run id as an object name: ``manual__2025-05-01T10:00:00+00:00`` -> ``manual__2025-05-01T10_00_00_00_00-<h>``.
-
-    Colons and plus signs need escaping in URLs and some S3-compatible services
-    mangle them, so they become ``_``; when anything was replaced a short hash of
-    the real id keeps two different runs from sharing one file.
-    """
-    cleaned = _UNSAFE_KEY.sub("_", run_id).strip("._-")[:150]
-    if cleaned == run_id:
-        return cleaned
-    digest = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8]
-    return f"{cleaned}-{digest}" if cleaned else f"run-{digest}"
-
-
-def run_summary_key(settings: Settings, run_id: str) -> str:
-    return f"{settings.output_prefix}{RUNS_FOLDER}/{run_key_name(run_id)}.json"
 
 
 def _seconds_between(start: Any, end: Any) -> float | None:
@@ -267,7 +244,7 @@ def write_run_summary(store: ObjectStore, settings: Settings, summary: Mapping[s
     videos are settled by then, and a missing summary must not turn it red.
     """
     log.info("%s", format_run_summary(summary))
-    key = run_summary_key(settings, str(summary.get("run_id")))
+    key = run_summary_key(settings.output_prefix, str(summary.get("run_id")))
     try:
         store.put_bytes(
             key,

@@ -32,7 +32,7 @@ from include.video_pipeline.core.states import (
     video_id,
 )
 from include.video_pipeline.hooks.results_db import ResultsDbHook
-from include.video_pipeline.notifications import notify_video, video_event
+from include.video_pipeline.pipeline.notifications import notify_video, video_event
 from include.video_pipeline.storage.base import ObjectInfo, ObjectMissing, ObjectStore, move_object
 
 log = logging.getLogger(__name__)

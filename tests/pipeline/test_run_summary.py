@@ -10,12 +10,11 @@ import pytest
 
 from include.video_pipeline.config import load_settings
 from include.video_pipeline.core.errors import FailureReport
-from include.video_pipeline.lifecycle import ReconcileReport, VideoLifecycle
-from include.video_pipeline.run_summary import (
+from include.video_pipeline.core.states import run_key_name, run_summary_key
+from include.video_pipeline.pipeline.lifecycle import ReconcileReport, VideoLifecycle
+from include.video_pipeline.pipeline.run_summary import (
     build_run_summary,
     format_run_summary,
-    run_key_name,
-    run_summary_key,
     summarize_stages,
     write_run_summary,
 )
@@ -112,7 +111,7 @@ def test_a_run_is_summarised_from_the_ledger_and_written_as_json(settings, resul
 
     with caplog.at_level("INFO"):
         key = write_run_summary(store, settings, summary)
-    assert key == run_summary_key(settings, RUN_ID)
+    assert key == run_summary_key(settings.output_prefix, RUN_ID)
     assert key.startswith("outputs/_runs/manual__2025-05-01T10_00_00_00_00-") and key.endswith(".json")
     written = json.loads(store.get_bytes(key))
     assert written["run_id"] == RUN_ID and written["counts"] == summary["counts"]

@@ -1,0 +1,14 @@
+"""The service layer: what happens to each upload between the DAG's tasks, free of operators.
+
+* ``lifecycle`` claims each upload exactly once in the ledger, moves it between
+  ``pending/``, ``processing/``, ``completed/`` and ``failed/``, and settles it
+  exactly once (the product's core promise: no video stuck or lost); ``reconcile``
+  makes the bucket agree with the ledger.
+* ``staging`` carries a video's files between its stages (the run's staging area).
+* ``cache`` lets a duplicate upload (same bytes) reuse the results one copy computes.
+* ``run_summary`` counts and times a run and writes its summary beside the outputs.
+* ``notifications`` tells people (webhook, Slack, Telegram) when a video or run settles.
+
+Operators call in here and map the outcomes to Airflow states; this layer calls
+the hooks and ``core/``, never the other way.
+"""
