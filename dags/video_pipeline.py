@@ -45,6 +45,7 @@ from airflow.sdk import Param, dag, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.video_pipeline.config import MAX_BATCH_SIZE, load_settings
+from include.video_pipeline.core import pools
 from include.video_pipeline.operators.analyze import VideoAnalyzeOperator
 from include.video_pipeline.operators.publish import VideoPublishOperator
 from include.video_pipeline.operators.sensors import pending_uploads_sensor
@@ -52,10 +53,6 @@ from include.video_pipeline.operators.transcode import VideoTranscodeOperator
 from include.video_pipeline.operators.transcribe import VideoTranscribeOperator
 
 SETTINGS = load_settings()  # environment only: no I/O at parse time
-
-TRANSCODE_POOL = "video_transcode"
-TRANSCRIBE_POOL = "video_transcribe"
-GEMINI_POOL = "gemini_api"
 
 default_args = {
     "owner": "video-pipeline",
@@ -135,17 +132,17 @@ def video_pipeline() -> None:
 
     @task(doc_md="Claim uploads in the ledger and move them to processing/; returns ids and keys only.")
     def claim_uploads(**context: Any) -> list[dict[str, Any]]:
-        from include.video_pipeline.operators.tasks import claim_uploads as claim
+        from include.video_pipeline.operators.run_tasks import claim_uploads as claim
 
         return claim(context)
 
     @task_group(group_id="video")
     def process_video(video: Any) -> None:
         media = VideoTranscodeOperator(
-            task_id="transcode", video=video, pool=TRANSCODE_POOL, execution_timeout=timedelta(hours=6)
+            task_id="transcode", video=video, pool=pools.TRANSCODE.name, execution_timeout=timedelta(hours=6)
         )
         transcript = VideoTranscribeOperator(
-            task_id="transcribe", video=video, pool=TRANSCRIBE_POOL, execution_timeout=timedelta(hours=6)
+            task_id="transcribe", video=video, pool=pools.TRANSCRIBE.name, execution_timeout=timedelta(hours=6)
         )
         analysis = VideoAnalyzeOperator(
             task_id="analyze",
@@ -154,7 +151,7 @@ def video_pipeline() -> None:
             # Multimodal: the poster and thumbnails are part of the input, so the analysis
             # waits for transcode (an XCom dependency) instead of racing it.
             media=media.output if SETTINGS.analysis.multimodal else None,
-            pool=GEMINI_POOL,
+            pool=pools.ANALYSIS.name,
             execution_timeout=timedelta(minutes=30),
         )
         VideoPublishOperator(
@@ -171,7 +168,7 @@ def video_pipeline() -> None:
         doc_md="Make the bucket agree with the ledger; sweep stale claims; fail the run on infrastructure errors.",
     )
     def reconcile(**context: Any) -> dict[str, Any]:
-        from include.video_pipeline.operators.tasks import reconcile as reconcile_run
+        from include.video_pipeline.operators.run_tasks import reconcile as reconcile_run
 
         return reconcile_run(context)
 

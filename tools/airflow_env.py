@@ -14,15 +14,13 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
-POOLS = {
-    # name: (env var with the size, default size, description)
-    "video_transcode": ("VIDEO_PIPELINE_TRANSCODE_POOL_SLOTS", 2, "ffmpeg transcodes running at once"),
-    "video_transcribe": ("VIDEO_PIPELINE_TRANSCRIBE_POOL_SLOTS", 1, "Whisper transcriptions running at once"),
-    "gemini_api": ("VIDEO_PIPELINE_GEMINI_POOL_SLOTS", 4, "concurrent Gemini API calls (rate limit)"),
-}
+# Sized for a laptop or this 2-core machine: two transcodes overlap the other stages' waits.
+DEFAULT_POOL_SLOTS = {TRANSCODE: 2, TRANSCRIBE: 1, ANALYSIS: 4}
 
 
 def legacy_connections(env: Mapping[str, str]) -> dict[str, str]:
@@ -113,9 +111,9 @@ def prepare_metadata(env: Mapping[str, str]) -> None:
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     try:
         airflow(["db", "migrate"], env)
-        for name, (variable, default, description) in POOLS.items():
-            slots = env.get(variable) or str(default)
-            airflow(["pools", "set", name, slots, description], env)
+        for spec, default in DEFAULT_POOL_SLOTS.items():
+            slots = env.get(spec.slots_variable) or str(default)
+            airflow(["pools", "set", spec.name, slots, spec.description], env)
     except subprocess.CalledProcessError as exc:
         sys.stderr.write(exc.stdout or "")
         sys.stderr.write(exc.stderr or "")

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-TRANSCRIBE_POOL = "video_transcribe"
+# The image puts the project on PYTHONPATH, so the policy reads the pool name where the DAG does.
+from include.video_pipeline.core.pools import TRANSCRIBE
 
 
 def task_policy(task: Any) -> None:
     queue = os.environ.get("VIDEO_PIPELINE_TRANSCRIBE_QUEUE", "").strip()
-    if queue and task.pool == TRANSCRIBE_POOL:
+    if queue and task.pool == TRANSCRIBE.name:
         task.queue = queue

@@ -39,24 +39,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from include.video_pipeline.config import Settings, load_settings
-
-TRANSCODE_POOL = "video_transcode"
-TRANSCRIBE_POOL = "video_transcribe"
-GEMINI_POOL = "gemini_api"
+from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE
 
 # Sized for one 4-vCPU VM: ffmpeg and Whisper each use every core they get, so one of each at a
-# time; Gemini calls are network-bound and limited by the API quota instead.
-DEFAULT_POOL_SLOTS = {TRANSCODE_POOL: 1, TRANSCRIBE_POOL: 1, GEMINI_POOL: 4}
-POOL_SLOT_VARIABLES = {
-    TRANSCODE_POOL: "VIDEO_PIPELINE_TRANSCODE_POOL_SLOTS",
-    TRANSCRIBE_POOL: "VIDEO_PIPELINE_TRANSCRIBE_POOL_SLOTS",
-    GEMINI_POOL: "VIDEO_PIPELINE_GEMINI_POOL_SLOTS",
-}
-POOL_DESCRIPTIONS = {
-    TRANSCODE_POOL: "ffmpeg transcodes running at once (CPU-bound)",
-    TRANSCRIBE_POOL: "Whisper transcriptions running at once (CPU/GPU-bound)",
-    GEMINI_POOL: "concurrent Gemini API calls (quota-bound)",
-}
+# time; analysis calls are network-bound and limited by the API quota instead.
+DEFAULT_POOL_SLOTS = {TRANSCODE: 1, TRANSCRIBE: 1, ANALYSIS: 4}
 
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -139,8 +126,8 @@ def build_connections(env: Mapping[str, str], settings: Settings) -> dict[str, d
 
 def build_pools(env: Mapping[str, str]) -> list[Pool]:
     pools = []
-    for name, default in DEFAULT_POOL_SLOTS.items():
-        variable = POOL_SLOT_VARIABLES[name]
+    for spec, default in DEFAULT_POOL_SLOTS.items():
+        name, variable = spec.name, spec.slots_variable
         raw = _env(env, variable, default=str(default))
         try:
             slots = int(raw)
@@ -148,7 +135,7 @@ def build_pools(env: Mapping[str, str]) -> list[Pool]:
             raise InitError(f"{variable} must be an integer, got {raw!r}") from None
         if slots < 1:
             raise InitError(f"{variable} must be >= 1, got {slots}")
-        pools.append(Pool(name, slots, POOL_DESCRIPTIONS[name]))
+        pools.append(Pool(name, slots, spec.description))
     return pools
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from include.video_pipeline.core.pools import ALL_POOLS
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"
 CONFIG = ROOT / "include" / "video_pipeline" / "config.py"
@@ -94,7 +96,7 @@ def test_every_compose_variable_is_documented() -> None:
 def test_every_init_and_policy_variable_is_documented() -> None:
     init_vars = _string_args_of_calls(INIT_SCRIPT, {"_env"})
     assert {"RESULTS_DB_PASSWORD", "S3_ADDRESSING_STYLE", "GEMINI_API_KEY"} <= init_vars
-    pool_vars = set(re.findall(r'"(VIDEO_PIPELINE_[A-Z]+_POOL_SLOTS)"', INIT_SCRIPT.read_text()))
+    pool_vars = {spec.slots_variable for spec in ALL_POOLS}
     assert len(pool_vars) == 3
     policy_vars = set(re.findall(r'environ\.get\("([A-Z_]+)"', POLICY.read_text()))
     assert policy_vars == {"VIDEO_PIPELINE_TRANSCRIBE_QUEUE"}

@@ -89,7 +89,7 @@ def test_duplicates_reuse_results_and_finished_videos_can_be_reprocessed(
 def test_backfill_runs_select_completed_videos_by_arrival_window(results_db, tmp_path, monkeypatch):
     """What claim_uploads does in a run created by `airflow backfill create`."""
     from include.video_pipeline.config import load_settings
-    from include.video_pipeline.operators import tasks
+    from include.video_pipeline.operators import run_tasks as tasks
 
     storage = tmp_path / "storage"
     monkeypatch.setenv("VIDEO_PIPELINE_LOCAL_ROOT", str(storage))

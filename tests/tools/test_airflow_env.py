@@ -46,3 +46,12 @@ def test_dotenv_fills_gaps_but_the_environment_wins(tmp_path: Path):
     assert env["VIDEO_PIPELINE_STORAGE"] == "s3" and env["VIDEO_PIPELINE_BATCH_SIZE"] == "3"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("127.0.0.1:5432/airflow")
     assert json.loads(env["AIRFLOW_CONN_GEMINI_DEFAULT"])["password"] == "k-from-file"
+
+
+def test_make_run_creates_every_pool_the_dag_uses():
+    from include.video_pipeline.core.pools import ALL_POOLS
+    from tools.airflow_env import DEFAULT_POOL_SLOTS
+
+    assert set(DEFAULT_POOL_SLOTS) == set(ALL_POOLS)
+    assert {spec.name for spec in ALL_POOLS} == {"video_transcode", "video_transcribe", "gemini_api"}
+    assert all(slots >= 1 for slots in DEFAULT_POOL_SLOTS.values())

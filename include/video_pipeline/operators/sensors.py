@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def reprocessing(context: Any) -> bool:
     """Backfill and reprocess runs work on finished videos: nothing needs to arrive."""
-    from include.video_pipeline.operators.tasks import reprocess_mode
+    from include.video_pipeline.operators.run_tasks import reprocess_mode
 
     return reprocess_mode(context) != "none"
 

@@ -1,8 +1,11 @@
-"""The bodies of the DAG's run-level tasks (claim and reconcile), kept out of the DAG file."""
+"""The bodies of the DAG's run-level tasks (claim and reconcile), kept out of the DAG file.
+
+The work is the service layer's (``pipeline/claims.py``, ``pipeline/lifecycle.py``,
+``pipeline/run_summary.py``); here its results become Airflow outcomes.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -10,9 +13,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from include.video_pipeline.config import load_settings
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
+from include.video_pipeline.pipeline import claims
 from include.video_pipeline.pipeline.lifecycle import VideoLifecycle
-
-log = logging.getLogger(__name__)
 
 
 def _lifecycle() -> tuple[VideoLifecycle, ResultsDbHook]:
@@ -23,52 +25,25 @@ def _lifecycle() -> tuple[VideoLifecycle, ResultsDbHook]:
 
 
 def reprocess_mode(context: Any) -> str:
-    """What a run processes: new uploads, or finished videos again.
-
-    * ``backfill``: a run made by ``airflow backfill create`` reprocesses the
-      completed videos that arrived within its data interval;
-    * ``failed`` / ``video``: the ``reprocess`` param of a manual run;
-    * ``none``: the normal case, uploads waiting in pending/.
-    """
+    """What this run processes (see ``pipeline.claims.reprocess_mode``)."""
     run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
-    if "backfill" in run_type.lower():
-        return "backfill"
-    return str(context["params"].get("reprocess") or "none")
+    return claims.reprocess_mode(run_type, context["params"])
 
 
 def claim_uploads(context: Any) -> list[dict[str, Any]]:
     lifecycle, db = _lifecycle()
-    params = context["params"]
-    run_id = context["run_id"]
     try:
         db.migrate()
-        batch = int(params.get("batch_size") or lifecycle.settings.batch_size)
-        mode = reprocess_mode(context)
-        if mode == "none":
-            claimed = lifecycle.claim_batch(run_id, limit=batch)
-        else:
-            if mode == "backfill":
-                rows = db.finished_videos(
-                    states=("completed",),
-                    uploaded_from=context["data_interval_start"],
-                    uploaded_to=context["data_interval_end"],
-                    limit=batch,
-                )
-            elif mode == "failed":
-                from include.video_pipeline.hooks.provider_state import videos_without_analysis
-
-                rows = db.finished_videos(states=("failed",), limit=batch)
-                # Completed while the analysis provider was down: they get their analysis now.
-                rows += videos_without_analysis(db, limit=batch - len(rows))
-            elif mode == "video":
-                video_id = str(params.get("video_id") or "").strip()
-                rows = db.finished_videos(states=("completed", "failed"), video_id=video_id, limit=1)
-                if not rows:
-                    raise AirflowFailException(f"no completed or failed video with id {video_id!r} to reprocess")
-            else:
-                raise AirflowFailException(f"unknown reprocess mode {mode!r}")
-            log.info("Reprocessing (%s): %d video(s) selected", mode, len(rows))
-            claimed = lifecycle.reclaim_finished(run_id, rows)
+        claimed = claims.claim_for_run(
+            lifecycle,
+            db,
+            context["run_id"],
+            mode=reprocess_mode(context),
+            params=context["params"],
+            data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
+        )
+    except claims.BadReprocessRequest as exc:
+        raise AirflowFailException(str(exc)) from exc
     finally:
         db.close()
     return [video.to_xcom() for video in claimed]
