@@ -313,3 +313,18 @@ def test_media_flags_are_warnings_with_what_was_measured() -> None:
         media_flags={"duration_unknown": "measured 6.0 s"},
     )
     assert "длительность" in russian and 'data-flag="duration_unknown"' in russian
+
+
+def test_the_spoken_language_is_named_in_the_page_language() -> None:
+    # A Kazakh recording analysed in Russian, then in English: both tables know every language the analysis does.
+    russian = Page(_render(transcript=_transcript("kk"), analysis=_analysis("ru", summary="Итоги.")))
+    assert "казахский" in russian.all_text
+    english = Page(_render(transcript=_transcript("kk"), analysis=_analysis("en")))
+    assert "Kazakh" in english.all_text
+
+
+def test_every_language_the_analysis_names_has_a_russian_name() -> None:
+    from include.video_pipeline.core.analysis import LANGUAGE_NAMES
+    from include.video_pipeline.core.report import RUSSIAN_LANGUAGE_NAMES
+
+    assert set(RUSSIAN_LANGUAGE_NAMES) == set(LANGUAGE_NAMES)

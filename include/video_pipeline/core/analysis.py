@@ -172,6 +172,7 @@ def validate_analysis(data: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- languages
 
+# English names: what the prompt asks for ("write in Russian") and what an English report shows.
 LANGUAGE_NAMES: dict[str, str] = {
     "ru": "Russian",
     "en": "English",

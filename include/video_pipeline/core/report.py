@@ -33,7 +33,7 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
-from include.video_pipeline.core.analysis import normalize_language
+from include.video_pipeline.core.analysis import LANGUAGE_NAMES, normalize_language
 from include.video_pipeline.core.integrity import FLAG_TEXT
 
 REPORT_NAME = "report.html"
@@ -211,16 +211,22 @@ MEDIA_FLAG_TEXT: dict[str, dict[str, str]] = {
 # Flags that repeat a transcript quality already shown as a warning.
 _QUALITY_FLAGS = {"no_audio", "no_speech", "transcript_suspect"}
 
-LANGUAGE_NAMES: dict[str, dict[str, str]] = {
-    "en": {"ru": "Russian", "en": "English", "uk": "Ukrainian", "de": "German", "fr": "French", "es": "Spanish"},
-    "ru": {
-        "ru": "русский",
-        "en": "английский",
-        "uk": "украинский",
-        "de": "немецкий",
-        "fr": "французский",
-        "es": "испанский",
-    },
+# The languages' names in Russian, for a Russian report; the English names are the analysis's own.
+RUSSIAN_LANGUAGE_NAMES: dict[str, str] = {
+    "ru": "русский",
+    "en": "английский",
+    "uk": "украинский",
+    "be": "белорусский",
+    "kk": "казахский",
+    "de": "немецкий",
+    "fr": "французский",
+    "es": "испанский",
+    "it": "итальянский",
+    "pt": "португальский",
+    "pl": "польский",
+    "tr": "турецкий",
+    "zh": "китайский",
+    "ja": "японский",
 }
 
 _SIZE_UNITS = {"en": ("B", "KB", "MB", "GB", "TB"), "ru": ("Б", "КБ", "МБ", "ГБ", "ТБ")}
@@ -289,7 +295,8 @@ def _strings(values: Any) -> list[str]:
 def _language_name(code: str | None, lang: str) -> str:
     if not code:
         return ""
-    return LANGUAGE_NAMES[lang].get(code, code)
+    names = RUSSIAN_LANGUAGE_NAMES if lang == "ru" else LANGUAGE_NAMES
+    return names.get(code, code)
 
 
 # --------------------------------------------------------------------------- the page

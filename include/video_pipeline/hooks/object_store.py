@@ -30,6 +30,7 @@ class ObjectStoreHook(BaseHook):
     def __init__(self, *, settings: Settings):
         super().__init__()
         self.settings = settings
+        self.aws_conn_id = settings.aws_conn_id  # what conn_name_attr names (Airflow reads it by that name)
 
     def get_store(self) -> ObjectStore:
         if self.settings.storage == "local":

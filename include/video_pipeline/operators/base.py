@@ -55,9 +55,6 @@ class StageContext:
             self._store = ObjectStoreHook(settings=self.settings).get_store()
         return self._store
 
-    def lifecycle(self) -> VideoLifecycle:
-        return VideoLifecycle(self.settings, self.store, self.db)
-
 
 class VideoStageOperator(BaseOperator):
     """Base for the per-video stages; subclasses implement ``run_stage``.

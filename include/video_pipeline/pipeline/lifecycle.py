@@ -15,7 +15,6 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from include.video_pipeline.config import Settings
@@ -138,7 +137,8 @@ class VideoLifecycle:
                 log.info("%s is claimed by another run; skipping", rel)
                 continue
             try:
-                move_object(self.store, key, state_key(rel, VideoState.PROCESSING, self.prefixes))
+                _, destination = move_keys(rel, VideoState.PENDING, VideoState.PROCESSING, self.prefixes)
+                move_object(self.store, key, destination)
             except ObjectMissing:
                 log.info("%s vanished before it could be claimed; releasing", rel)
                 self.db.release_claim(vid, run_id)
@@ -390,7 +390,8 @@ class VideoLifecycle:
             if rel in active:
                 continue
             try:
-                move_object(self.store, obj.key, state_key(rel, VideoState.PENDING, self.prefixes))
+                _, destination = move_keys(rel, VideoState.PROCESSING, VideoState.PENDING, self.prefixes)
+                move_object(self.store, obj.key, destination)
                 report.orphans_returned.append(rel)
             except ObjectMissing:
                 continue
@@ -407,9 +408,3 @@ class VideoLifecycle:
                     shutil.rmtree(entry, ignore_errors=True)
             except FileNotFoundError:
                 continue
-
-
-def work_dir_for(settings: Settings, vid: str) -> Path:
-    path = settings.work_dir / vid
-    path.mkdir(parents=True, exist_ok=True)
-    return path
