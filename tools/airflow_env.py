@@ -112,7 +112,7 @@ def prepare_metadata(env: Mapping[str, str]) -> None:
     try:
         airflow(["db", "migrate"], env)
         for spec, default in DEFAULT_POOL_SLOTS.items():
-            slots = env.get(spec.slots_variable) or str(default)
+            slots = (spec.slots_setting(env) or (spec.slots_variable, str(default)))[1]
             airflow(["pools", "set", spec.name, slots, spec.description], env)
     except subprocess.CalledProcessError as exc:
         sys.stderr.write(exc.stdout or "")

@@ -19,7 +19,7 @@ What it manages (ids follow ``VIDEO_PIPELINE_*_CONN_ID`` from ``include/video_pi
                        pipeline uses the offline analyzer, and a connection with an empty password
                        would only hide that.
 * ``google_cloud_default`` only when ``GOOGLE_CLOUD_PROJECT`` is set (Gemini through Vertex AI).
-* pools ``video_transcode``, ``video_transcribe``, ``gemini_api`` sized by
+* pools ``video_transcode``, ``video_transcribe``, ``video_analysis`` sized by
   ``VIDEO_PIPELINE_{TRANSCODE,TRANSCRIBE,GEMINI}_POOL_SLOTS``.
 """
 
@@ -127,15 +127,14 @@ def build_connections(env: Mapping[str, str], settings: Settings) -> dict[str, d
 def build_pools(env: Mapping[str, str]) -> list[Pool]:
     pools = []
     for spec, default in DEFAULT_POOL_SLOTS.items():
-        name, variable = spec.name, spec.slots_variable
-        raw = _env(env, variable, default=str(default))
+        variable, raw = spec.slots_setting(env) or (spec.slots_variable, str(default))
         try:
             slots = int(raw)
         except ValueError:
             raise InitError(f"{variable} must be an integer, got {raw!r}") from None
         if slots < 1:
             raise InitError(f"{variable} must be >= 1, got {slots}")
-        pools.append(Pool(name, slots, spec.description))
+        pools.append(Pool(spec.name, slots, spec.description))
     return pools
 
 

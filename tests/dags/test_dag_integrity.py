@@ -78,7 +78,7 @@ def test_retries_pools_and_trigger_rules(dag):
         assert tasks[task_id].retries >= 1, task_id
     assert tasks["video.transcode"].pool == "video_transcode"
     assert tasks["video.transcribe"].pool == "video_transcribe"
-    assert tasks["video.analyze"].pool == "gemini_api"
+    assert tasks["video.analyze"].pool == "video_analysis"
     assert tasks["reconcile"].trigger_rule == "all_done"
     sensor = tasks["wait_for_uploads"]
     assert sensor.mode == "reschedule" and sensor.soft_fail is True

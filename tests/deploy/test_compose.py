@@ -36,7 +36,7 @@ VENV_BIN = Path(sys.executable).parent
 
 ONE_SHOT = {"airflow-init", "minio-create-bucket"}
 EXPECTED_CONNECTIONS = {"aws_default", "postgres_default", "gemini_default", "google_cloud_default"}
-EXPECTED_POOLS = {"video_transcode", "video_transcribe", "gemini_api"}
+EXPECTED_POOLS = {"video_transcode", "video_transcribe", "video_analysis"}
 
 
 def _load_module(path: Path, name: str) -> ModuleType:
@@ -307,10 +307,20 @@ def test_pool_sizes_come_from_env(init_module: ModuleType) -> None:
     pools = {
         p.name: p.slots
         for p in init_module.build_pools(
-            {"VIDEO_PIPELINE_TRANSCODE_POOL_SLOTS": "3", "VIDEO_PIPELINE_GEMINI_POOL_SLOTS": "10"}
+            {"VIDEO_PIPELINE_TRANSCODE_POOL_SLOTS": "3", "VIDEO_PIPELINE_ANALYSIS_POOL_SLOTS": "10"}
         )
     }
-    assert pools == {"video_transcode": 3, "video_transcribe": 1, "gemini_api": 10}
+    assert pools == {"video_transcode": 3, "video_transcribe": 1, "video_analysis": 10}
+
+
+def test_the_analysis_pools_old_size_variable_still_sizes_it(init_module: ModuleType) -> None:
+    """Deployments' .env files from before the rename keep their analysis concurrency."""
+    old = {p.name: p.slots for p in init_module.build_pools({"VIDEO_PIPELINE_GEMINI_POOL_SLOTS": "7"})}
+    assert old["video_analysis"] == 7
+    both = {"VIDEO_PIPELINE_GEMINI_POOL_SLOTS": "7", "VIDEO_PIPELINE_ANALYSIS_POOL_SLOTS": "2"}
+    assert {p.name: p.slots for p in init_module.build_pools(both)}["video_analysis"] == 2
+    with pytest.raises(init_module.InitError, match="VIDEO_PIPELINE_GEMINI_POOL_SLOTS"):
+        init_module.build_pools({"VIDEO_PIPELINE_GEMINI_POOL_SLOTS": "many"})
 
 
 @pytest.mark.slow
@@ -362,7 +372,7 @@ def test_init_script_against_a_real_airflow(tmp_path: Path) -> None:
     assert EXPECTED_POOLS <= set(pools)
     assert int(pools["video_transcode"]["slots"]) == 3
     assert int(pools["video_transcribe"]["slots"]) == 1
-    assert int(pools["gemini_api"]["slots"]) == 4
+    assert int(pools["video_analysis"]["slots"]) == 4
 
     # The venv's Airflow uses the simple auth manager: the admin password lands in its file.
     passwords = json.loads((tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())

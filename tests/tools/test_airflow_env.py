@@ -53,5 +53,5 @@ def test_make_run_creates_every_pool_the_dag_uses():
     from tools.airflow_env import DEFAULT_POOL_SLOTS
 
     assert set(DEFAULT_POOL_SLOTS) == set(ALL_POOLS)
-    assert {spec.name for spec in ALL_POOLS} == {"video_transcode", "video_transcribe", "gemini_api"}
+    assert {spec.name for spec in ALL_POOLS} == {"video_transcode", "video_transcribe", "video_analysis"}
     assert all(slots >= 1 for slots in DEFAULT_POOL_SLOTS.values())

@@ -36,31 +36,11 @@ def signing_client(settings: Settings, api_settings: ApiSettings) -> Any:
     With ``VIDEO_PIPELINE_STORAGE=gcs`` it is a :class:`GcsSigner` instead (V4
     signed URLs of the native store); the ``presign_*`` functions take either.
     """
+    from include.video_pipeline.hooks.object_store import ObjectStoreHook
+
     if settings.storage == "gcs":
-        from include.video_pipeline.hooks.object_store import ObjectStoreHook
-
         return GcsSigner(ObjectStoreHook(settings=settings).get_store(), api_settings.public_endpoint_url)
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from botocore.config import Config
-
-    hook = S3Hook(aws_conn_id=settings.aws_conn_id)
-    conn_config = hook.conn_config
-    endpoint = api_settings.public_endpoint_url or conn_config.endpoint_url or settings.s3_endpoint_url
-    base = conn_config.botocore_config or Config()
-    if endpoint and not (base.s3 or {}).get("addressing_style"):
-        # Custom endpoints (MinIO, Beget, GCS) are reached by path, as ObjectStoreHook does.
-        base = base.merge(Config(s3={"addressing_style": "path"}))
-    # The checksum behaviour of every client the pipeline builds (storage/s3.py), so
-    # a later boto3 that puts checksum parameters into presigned URLs changes nothing here.
-    config = base.merge(
-        Config(
-            signature_version="s3v4",
-            request_checksum_calculation=settings.s3_request_checksum,
-            response_checksum_validation=settings.s3_response_checksum,
-        )
-    )
-    region = conn_config.region_name or settings.s3_region or "us-east-1"
-    return hook.get_session(region_name=region).client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    return ObjectStoreHook(settings=settings).s3_client(endpoint_url=api_settings.public_endpoint_url)
 
 
 def presign_put(client: Any, bucket: str, key: str, upload: UploadRequest, expires_seconds: int) -> str:
@@ -109,11 +89,9 @@ def presign_post(client: Any, bucket: str, key: str, upload: UploadRequest, expi
 def presign_get(client: Any, bucket: str, key: str, expires_seconds: int) -> str:
     if isinstance(client, GcsSigner):
         return str(client.store.signed_url(key, expires_seconds=expires_seconds, api_endpoint=client.endpoint))
-    return str(
-        client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds, HttpMethod="GET"
-        )
-    )
+    from include.video_pipeline.storage.s3 import S3Store
+
+    return S3Store(client, bucket).presigned_url(key, expires_seconds=expires_seconds)
 
 
 def upload_headers(client: Any, upload: UploadRequest) -> dict[str, str]:

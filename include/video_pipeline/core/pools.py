@@ -11,6 +11,7 @@ defaults: ``make run`` sizes for a laptop, the init job for a 4-vCPU VM.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -19,6 +20,14 @@ class PoolSpec:
     name: str
     slots_variable: str  # the environment variable that sizes it
     description: str
+    legacy_slots_variable: str | None = None  # an earlier name of it, still honoured
+
+    def slots_setting(self, env: Mapping[str, str]) -> tuple[str, str] | None:
+        """``(variable, value)`` of the variable that sizes this pool in ``env``, or None when unset."""
+        for variable in (self.slots_variable, self.legacy_slots_variable):
+            if variable and env.get(variable, "").strip():
+                return variable, env[variable].strip()
+        return None
 
 
 TRANSCODE = PoolSpec(
@@ -27,10 +36,14 @@ TRANSCODE = PoolSpec(
 TRANSCRIBE = PoolSpec(
     "video_transcribe", "VIDEO_PIPELINE_TRANSCRIBE_POOL_SLOTS", "Whisper transcriptions running at once (CPU/GPU-bound)"
 )
-# Named after Gemini when it was the only provider; Vertex AI and OpenAI-compatible calls draw
-# from it too. Renaming it would leave existing deployments' analyze tasks without a pool.
+# Gemini, Vertex AI and OpenAI-compatible calls all draw from it. Until 2026-12 it was called
+# ``gemini_api``: the init job and ``make up`` create this one (an old pool is left unused), and
+# the old size variable still sizes it.
 ANALYSIS = PoolSpec(
-    "gemini_api", "VIDEO_PIPELINE_GEMINI_POOL_SLOTS", "concurrent analysis API calls, any provider (quota-bound)"
+    "video_analysis",
+    "VIDEO_PIPELINE_ANALYSIS_POOL_SLOTS",
+    "concurrent analysis API calls, any provider (quota-bound)",
+    legacy_slots_variable="VIDEO_PIPELINE_GEMINI_POOL_SLOTS",
 )
 
 ALL_POOLS = (TRANSCODE, TRANSCRIBE, ANALYSIS)

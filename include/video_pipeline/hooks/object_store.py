@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import BaseHook
 
 from include.video_pipeline.config import Settings
@@ -44,21 +46,37 @@ class ObjectStoreHook(BaseHook):
         return self._s3_store()
 
     def _s3_store(self) -> ObjectStore:
+        from include.video_pipeline.storage.s3 import S3Store
+
+        return S3Store(self.s3_client(), self.settings.bucket)
+
+    def s3_client(self, *, endpoint_url: str | None = None) -> Any:
+        """The one place S3 clients are built: the store's, the API's presigner and the Outputs links.
+
+        Credentials and region come from the Airflow connection ``aws_conn_id``; the
+        endpoint is ``endpoint_url`` (the one browsers reach, for presigning), else the
+        connection's, else ``VIDEO_PIPELINE_S3_ENDPOINT_URL``. On top of the
+        connection's own ``config_kwargs`` every client gets the retries, timeouts and
+        checksum behaviour S3-compatible stores accept (``botocore_config_kwargs``),
+        path-style addressing on custom endpoints (MinIO, Beget and GCS's XML API do not
+        all resolve bucket subdomains) and SigV4, so a presigned URL signs its
+        ``Content-Type`` and ``Content-Length`` (api/presign.py). Building a client makes
+        no request.
+        """
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from botocore.config import Config
 
-        from include.video_pipeline.storage.s3 import S3Store, botocore_config_kwargs
+        from include.video_pipeline.storage.s3 import botocore_config_kwargs
 
-        # Retries, timeouts and the checksum behaviour S3-compatible stores accept.
-        client_config = Config(**botocore_config_kwargs(self.settings))
-        s3_hook = S3Hook(aws_conn_id=self.settings.aws_conn_id, config=client_config)
-        if self.settings.s3_endpoint_url and not s3_hook.conn_config.endpoint_url:
-            client = s3_hook.get_session().client(
-                "s3",
-                endpoint_url=self.settings.s3_endpoint_url,
-                region_name=self.settings.s3_region or s3_hook.conn_region_name,
-                config=client_config,
-            )
-        else:
-            client = s3_hook.get_conn()
-        return S3Store(client, self.settings.bucket)
+        s3_hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        conn_config = s3_hook.conn_config
+        endpoint = endpoint_url or conn_config.endpoint_url or self.settings.s3_endpoint_url
+        config = (conn_config.botocore_config or Config()).merge(
+            Config(**botocore_config_kwargs(self.settings), signature_version="s3v4")
+        )
+        if endpoint and not (config.s3 or {}).get("addressing_style"):
+            config = config.merge(Config(s3={"addressing_style": "path"}))
+        # None lets boto3 take the session's region (AWS_DEFAULT_REGION); S3 signs for us-east-1 without one.
+        region = conn_config.region_name or self.settings.s3_region
+        session = s3_hook.get_session(region_name=region)
+        return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)

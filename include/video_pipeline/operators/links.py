@@ -57,15 +57,10 @@ class VideoOutputsLink(BaseOperatorLink):
         if settings.storage == "local":
             return local_outputs_url(video["video_id"])
         store: Any = ObjectStoreHook(settings=settings).get_store()
+        report_key = output_key(settings, video["video_id"], "report.html")
         if settings.storage == "gcs":
-            return gcs_report_link(store, output_key(settings, video["video_id"], "report.html"))
-        return str(
-            store.client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": store.bucket, "Key": output_key(settings, video["video_id"], "report.html")},
-                ExpiresIn=PRESIGNED_SECONDS,
-            )
-        )
+            return gcs_report_link(store, report_key)
+        return str(store.presigned_url(report_key, expires_seconds=PRESIGNED_SECONDS))
 
 
 def gcs_report_link(store: Any, key: str) -> str:
@@ -79,7 +74,7 @@ def gcs_report_link(store: Any, key: str) -> str:
     from include.video_pipeline.storage.gcs import SigningUnavailable
 
     try:
-        return str(store.signed_url(key, expires_seconds=PRESIGNED_SECONDS))
+        return str(store.presigned_url(key, expires_seconds=PRESIGNED_SECONDS))
     except SigningUnavailable as exc:
         logging.getLogger(__name__).warning("Outputs link: %s; linking the Cloud Console page instead", exc)
         return f"https://console.cloud.google.com/storage/browser/_details/{store.bucket}/{quote(key)}"

@@ -64,8 +64,8 @@ class ObjectStore(Protocol):
         """Delete ``key``; deleting a missing key is not an error."""
         ...
 
-    def url(self, key: str) -> str:
-        """Where a person finds the object (a path or an s3:// URI)."""
+    def presigned_url(self, key: str, *, expires_seconds: int) -> str:
+        """A URL that lets whoever holds it GET ``key`` for ``expires_seconds`` (a ``file://`` URI locally)."""
         ...
 
 

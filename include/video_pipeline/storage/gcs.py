@@ -200,8 +200,9 @@ class GCSStore:
                 "%s changed after it was copied (a new upload under the same name?); keeping the new version", key
             )
 
-    def url(self, key: str) -> str:
-        return f"gs://{self.bucket}/{key}"
+    def presigned_url(self, key: str, *, expires_seconds: int) -> str:
+        """A V4 signed GET URL; raises :class:`SigningUnavailable` when the credentials cannot sign."""
+        return self.signed_url(key, expires_seconds=expires_seconds)
 
     # -- signed URLs ---------------------------------------------------------------
 

@@ -141,5 +141,7 @@ class LocalFolderStore:
                 break
             parent = parent.parent
 
-    def url(self, key: str) -> str:
-        return str(self._path(key))
+    def presigned_url(self, key: str, *, expires_seconds: int) -> str:
+        # A folder has no access control to sign for: the file itself. Browsers in
+        # the Airflow UI get the plugin's outputs route instead (pipeline/ui_links.py).
+        return self._path(key).as_uri()

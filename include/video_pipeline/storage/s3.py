@@ -195,5 +195,10 @@ class S3Store:
         with _refusals_are_permanent("deleting", key):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def url(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
+    def presigned_url(self, key: str, *, expires_seconds: int) -> str:
+        # SigV4 (ObjectStoreHook.s3_client): at most a week, the longest SigV4 allows.
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds, HttpMethod="GET"
+            )
+        )
