@@ -9,7 +9,7 @@ manages with what the environment says and resets pool sizes. Connections it doe
 Secrets never go on a command line: connections are written to a 0600 temp file and loaded with
 ``airflow connections import --overwrite``, then the file is removed.
 
-What it manages (ids follow ``VIDEO_PIPELINE_*_CONN_ID`` from ``include/video_pipeline/config.py``):
+What it manages (ids follow ``VIDEO_PIPELINE_*_CONN_ID`` from ``include/video_pipeline/config/``):
 
 * ``aws_default``      the bucket; keys from ``S3_INPUT_ACCESS_KEY_ID`` / ``S3_INPUT_SECRET_ACCESS_KEY``,
                        endpoint and region from ``VIDEO_PIPELINE_S3_ENDPOINT_URL`` / ``..._S3_REGION``
