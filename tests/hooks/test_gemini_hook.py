@@ -275,9 +275,9 @@ def test_offline_setting_never_looks_for_a_key(monkeypatch, no_key_env):
 
 
 def test_a_retired_model_is_skipped_once_and_the_next_one_answers(server, waits, caplog):
-    from include.video_pipeline.hooks import llm_base
+    from include.video_pipeline.hooks.llm_base import model_hook
 
-    llm_base._WARNED_MODELS.discard("gemini-2.5-flash")
+    model_hook._WARNED_MODELS.discard("gemini-2.5-flash")
     settings = AnalysisSettings(
         analyzer="gemini", gemini_base_url=server.base_url, gemini_model="gemini-2.5-flash,gemini-3.5-flash"
     )

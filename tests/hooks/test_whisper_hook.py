@@ -20,8 +20,8 @@ from include.video_pipeline.core.errors import PermanentError
 from include.video_pipeline.core.quality import word_error_rate
 from include.video_pipeline.core.subtitles import build_cues, parse_srt, parse_vtt, to_srt, to_vtt
 from include.video_pipeline.core.transcript import Transcript, TranscriptQuality
-from include.video_pipeline.hooks import whisper as whisper_hook
 from include.video_pipeline.hooks.whisper import WhisperHook, load_model, read_wav
+from include.video_pipeline.hooks.whisper import hook as whisper_hook
 from tests.fixtures.models import (
     HARVARD_SENTENCES,
     faster_whisper_tiny_en,

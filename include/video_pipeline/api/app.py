@@ -21,7 +21,7 @@ from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from include.video_pipeline.api import library, queries
+from include.video_pipeline.api import library
 from include.video_pipeline.api.models import (
     AnalysisSummary,
     ErrorInfo,
@@ -41,6 +41,7 @@ from include.video_pipeline.api.settings import DAG_ID, ApiSettings, load_api_se
 from include.video_pipeline.api.uploads import UploadRefused, first_free_key, validate_upload
 from include.video_pipeline.config import Settings, load_settings
 from include.video_pipeline.core.states import VideoState, error_report_key, state_key
+from include.video_pipeline.hooks.results_db import queries
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from include.video_pipeline.api import queries
 from include.video_pipeline.api.models import (
     Library,
     LibraryItem,
@@ -34,6 +33,7 @@ from include.video_pipeline.api.models import (
 from include.video_pipeline.api.run_notes import user_message
 from include.video_pipeline.api.settings import DAG_ID
 from include.video_pipeline.config import Settings, load_settings
+from include.video_pipeline.hooks.results_db import queries
 
 log = logging.getLogger(__name__)
 

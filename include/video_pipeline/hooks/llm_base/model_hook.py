@@ -1,40 +1,18 @@
-"""What every language-model hook shares: structured answers, retries, cost records.
+"""ModelHook: the base every language-model hook extends (retries, backoff, model fallback, budgets, costs).
 
-The provider hooks (``GeminiHook``, ``VertexGeminiHook``,
-``OpenAICompatibleHook``) differ in how a request is sent and how an error is
-read; what a retry is, how long to wait, when to give up and what an invalid
-answer costs is decided once, here, so every provider behaves the same:
-
-* ``_classify`` (per provider) turns a failed attempt into ``Retryable`` or
-  raises the pipeline error it means (``QuotaExhausted``, ``PermanentError``,
-  ``InputRejected``);
-* retryable failures back off exponentially with jitter, a server's
-  ``Retry-After`` is a floor, and all waits of one call are capped;
-* an answer that is not valid JSON or not a valid analysis is asked for once
-  more, then ``InvalidModelOutput``;
-* a model the provider no longer serves (``ModelNotFound``) is skipped for the
-  rest of the run, with one warning, and the call goes to the next model in the
-  configured list; with none left, ``ProviderUnavailable``;
-* with a ``SharedProviderState`` (the results database, see
-  ``hooks/provider_state.py``) every call first takes its share of one
-  requests- and tokens-per-minute budget that all tasks and workers draw from,
-  a whole analysis is checked against the spending caps before its first call,
-  and every paid call is recorded as spend.
+A provider implements ``_generate_once`` and ``_classify``; everything the package
+docstring promises about retries, invalid answers, retired models and the shared
+budget is done here, once for every provider.
 """
 
 from __future__ import annotations
 
 import abc
-import email.utils
-import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -44,185 +22,27 @@ from include.video_pipeline.core.analysis import (
     estimate_cost_usd,
     estimate_tokens,
 )
-from include.video_pipeline.core.errors import PermanentError, PipelineError, QuotaExhausted
+from include.video_pipeline.core.errors import PipelineError, QuotaExhausted
+from include.video_pipeline.hooks.llm_base.answers import parse_json_object
+from include.video_pipeline.hooks.llm_base.errors import (
+    MODEL_UNAVAILABLE,
+    PROVIDER_MISCONFIGURED,
+    BudgetExceeded,
+    InvalidModelOutput,
+    ModelNotFound,
+    ProviderUnavailable,
+    Retryable,
+)
+from include.video_pipeline.hooks.llm_base.state import CallRecord, SharedProviderState
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class InvalidModelOutput(PipelineError):
-    """The model answered twice with text that is not a valid analysis; Airflow may retry."""
-
-    reason = "invalid_model_output"
-
-
-class ProviderUnavailable(PermanentError):
-    """The provider cannot serve anyone as configured (key, model, region, endpoint).
-
-    Not the video's fault: the preflight stops a run on it before any upload is
-    claimed, and a video that meets it mid-run completes with its analysis
-    marked unavailable. ``reason`` is one of the codes below.
-    """
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-# ProviderUnavailable.reason codes (also in error reports and analysis.json).
-PROVIDER_AUTH = "provider_auth"  # key invalid, revoked, or without access
-MODEL_UNAVAILABLE = "model_unavailable"  # every configured model retired or unknown
-LOCATION_UNSUPPORTED = "location_unsupported"  # "User location is not supported for the API use."
-PROVIDER_MISCONFIGURED = "provider_misconfigured"  # no key, no URL, no project, no price for a budget
-PROVIDER_UNREACHABLE = "provider_unreachable"  # a self-hosted server that does not answer
-
-
-class BudgetExceeded(QuotaExhausted):
-    """The analysis would cross a spending cap: the video waits in pending/ for a later run."""
-
-    reason = "budget_exceeded"
-
-
-class ModelNotFound(Exception):
-    """The provider does not serve the current model (retired, renamed, never existed)."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class SharedProviderState(Protocol):
-    """What the hooks share across tasks and workers (``hooks/provider_state.py``)."""
-
-    def acquire(self, tokens: int) -> float:
-        """Wait for a share of the requests/tokens-per-minute budget; returns the seconds waited."""
-        ...
-
-    def call_done(self) -> None:
-        """The call that ``acquire`` admitted has been answered (or failed)."""
-        ...
-
-    def hold_off(self, seconds: float) -> None:
-        """Every worker waits ``seconds`` before its next call (the server said 429)."""
-        ...
-
-    def skipped_models(self) -> dict[str, str]:
-        """Models found retired or unknown earlier in this run, with why."""
-        ...
-
-    def skip_model(self, model: str, message: str) -> bool:
-        """Record ``model`` as skipped for the run; True when this is the first report of it."""
-        ...
-
-    def reserve(self, model: str, estimate_usd: float) -> None:
-        """Hold ``estimate_usd`` against the caps, or raise ``BudgetExceeded``."""
-        ...
-
-    def release(self) -> None:
-        """Drop the hold taken by ``reserve`` (what was spent is recorded by ``spend``)."""
-        ...
-
-    def spend(self, record: CallRecord) -> None:
-        """Record a paid call."""
-        ...
-
-    def quota_exhausted(self, message: str) -> None:
-        """The daily quota is gone: runs before it resets stop at the preflight."""
-        ...
-
-    @property
-    def budget_enabled(self) -> bool: ...
-
-
 # Models this process already warned about, so a retired model costs one warning
 # per run, not one per video.
 _WARNED_MODELS: set[str] = set()
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One successful model call, for cost tracking and logs."""
-
-    model: str
-    input_tokens: int
-    output_tokens: int
-    latency_seconds: float
-    attempts: int
-    cost_usd: float | None = None
-    thinking_tokens: int = 0
-    cached_tokens: int = 0
-
-    @property
-    def usage(self) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            latency_seconds=self.latency_seconds,
-            calls=1,
-            cost_usd=self.cost_usd,
-            thinking_tokens=self.thinking_tokens,
-            cached_tokens=self.cached_tokens,
-        )
-
-
-class Retryable(Exception):
-    """A failed attempt worth another try, with the wait the server asked for, if any."""
-
-    def __init__(self, description: str, *, retry_after: float | None = None, rate_limited: bool = False):
-        super().__init__(description)
-        self.description = description
-        self.retry_after = retry_after
-        self.rate_limited = rate_limited
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (now if now is not None else datetime.now(UTC).timestamp()))
-
-
-_FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n(?P<body>.*?)\n?```\s*$", flags=re.DOTALL)
-_THINK = re.compile(r"^\s*<think>.*?</think>\s*", flags=re.DOTALL)
-
-
-def parse_json_object(text: str) -> tuple[dict[str, Any] | None, list[str]]:
-    """The JSON object in a model's answer, or None and why not.
-
-    Self-hosted models in JSON mode still sometimes wrap the object in a
-    Markdown fence or lead with a ``<think>`` block; both are peeled off rather
-    than paid for again.
-    """
-    text = _THINK.sub("", text or "", count=1)
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group("body")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, [f"not JSON ({exc.msg} at char {exc.pos})"]
-    if not isinstance(data, dict):
-        return None, [f"JSON {type(data).__name__}, not an object"]
-    return data, []
 
 
 class ModelHook(BaseHook, abc.ABC):
@@ -541,14 +361,3 @@ class ModelHook(BaseHook, abc.ABC):
             "-" if record.cost_usd is None else f"{record.cost_usd:.6f}",
         )
         return record
-
-
-def next_quota_reset(now: datetime | None = None) -> datetime:
-    """When Gemini's daily quotas reset: the next midnight in Pacific time (as an aware datetime)."""
-    from datetime import timedelta
-    from zoneinfo import ZoneInfo
-
-    pacific = ZoneInfo("America/Los_Angeles")
-    local = (now or datetime.now(UTC)).astimezone(pacific)
-    tomorrow = (local + timedelta(days=1)).date()
-    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=pacific)

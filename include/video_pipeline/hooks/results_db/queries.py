@@ -1,0 +1,182 @@
+"""Read-only SQL over the ledger for the API: one video's status, recent videos, the library, search.
+
+Beside the hook's own statements, so every table and column name is written on the
+results-db side (``api/`` calls these and shapes the rows into its models). Module
+functions rather than ResultsDbHook methods: the pipeline never needs these shapes,
+and the API only ever reads. Each call opens and closes its own connection, so
+the api-server's worker threads never share a psycopg2 transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from include.video_pipeline.hooks.results_db.hook import ResultsDbHook
+
+_STATUS_SQL = """
+SELECT v.video_id, v.bucket, v.source_key, v.size_bytes, v.state, v.outcome, v.claims,
+       v.error, v.last_error, v.manifest, v.outputs_prefix,
+       v.created_at, v.claimed_at, v.finished_at, v.updated_at,
+       t.language AS t_language, t.language_probability AS t_language_probability, t.quality AS t_quality,
+       t.backend AS t_backend, t.model AS t_model, t.duration_seconds AS t_duration_seconds,
+       t.segment_count AS t_segment_count,
+       a.analyzer AS a_analyzer, a.model AS a_model, a.language AS a_language, a.data AS a_data
+  FROM videos v
+  LEFT JOIN LATERAL (SELECT * FROM transcripts WHERE video_id = v.video_id AND is_current
+                      ORDER BY updated_at DESC LIMIT 1) t ON true
+  LEFT JOIN LATERAL (SELECT * FROM analyses WHERE video_id = v.video_id AND is_current
+                      ORDER BY updated_at DESC LIMIT 1) a ON true
+ WHERE v.video_id = %s
+"""
+
+_LIST_COLUMNS = (
+    "video_id, source_key, size_bytes, state, outcome, error->>'reason' AS error_reason,"
+    " error->>'message' AS error_message, created_at, claimed_at, finished_at, updated_at"
+)
+
+
+def _run(conn_id: str, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[dict[str, Any]]:
+    hook = ResultsDbHook(postgres_conn_id=conn_id)
+    try:
+        with hook.cursor() as cur:
+            cur.execute(sql, params)
+            names = [col[0] for col in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        hook.close()
+
+
+def video_status_row(conn_id: str, video_id: str) -> dict[str, Any] | None:
+    rows = _run(conn_id, _STATUS_SQL, (video_id,))
+    return rows[0] if rows else None
+
+
+def recent_videos(conn_id: str, *, state: str | None, source_key: str | None, limit: int) -> list[dict[str, Any]]:
+    """Most recently changed first; ``state`` and ``source_key`` narrow the list when given."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state is not None:
+        where.append("state = %s")
+        params.append(state)
+    if source_key is not None:
+        where.append("source_key = %s")
+        params.append(source_key)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    sql = f"SELECT {_LIST_COLUMNS} FROM videos{clause} ORDER BY updated_at DESC, video_id LIMIT %s"
+    return _run(conn_id, sql, (*params, limit))
+
+
+# -- the library: the Videos page and GET /search ------------------------------------
+
+_LIBRARY_SQL = """
+SELECT v.video_id, v.source_key, v.state, v.outcome, v.size_bytes, v.claim_run_id,
+       v.error->>'reason' AS error_reason, v.error->>'message' AS error_message,
+       COALESCE(v.uploaded_at, v.created_at) AS arrived_at,
+       v.created_at, v.claimed_at, v.finished_at, v.updated_at,
+       t.duration_seconds, t.language,
+       a.cost_usd, a.title, a.speakers
+  FROM videos v
+  LEFT JOIN LATERAL (SELECT duration_seconds, language FROM transcripts
+                      WHERE video_id = v.video_id AND is_current ORDER BY updated_at DESC LIMIT 1) t ON true
+  LEFT JOIN LATERAL (SELECT cost_usd, data->>'title_suggestion' AS title,
+                            CASE WHEN jsonb_typeof(data->'speakers') = 'array' THEN data->'speakers' END AS speakers
+                       FROM analyses
+                      WHERE video_id = v.video_id AND is_current ORDER BY updated_at DESC LIMIT 1) a ON true
+ {where}
+ ORDER BY COALESCE(v.uploaded_at, v.created_at) DESC, v.video_id
+ LIMIT %s
+"""
+
+
+def _filters(state: str | None, since: Any, until: Any) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if state is not None:
+        where.append("v.state = %s")
+        params.append(state)
+    if since is not None:
+        where.append("COALESCE(v.uploaded_at, v.created_at) >= %s")
+        params.append(since)
+    if until is not None:
+        where.append("COALESCE(v.uploaded_at, v.created_at) < %s")
+        params.append(until)
+    return where, params
+
+
+def library(conn_id: str, *, state: str | None, since: Any, until: Any, limit: int) -> list[dict[str, Any]]:
+    """Newest arrivals first, with what the Videos page shows per row."""
+    where, params = _filters(state, since, until)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return _run(conn_id, _LIBRARY_SQL.format(where=clause), (*params, limit))
+
+
+# The most matches one query ranks; more means the words are too common to rank all
+# of them within the page's time budget (the response says so: ``truncated``).
+MAX_CANDIDATES = 5000
+
+# Hits are marked with two control characters that no transcript contains, so the
+# API can return the snippet as plain text parts and never as HTML.
+HIT_START, HIT_END = "\x02", "\x03"
+
+_SEARCH_SQL = """
+WITH q AS (
+    SELECT websearch_to_tsquery('russian', %(q)s) || websearch_to_tsquery('english', %(q)s)
+           || websearch_to_tsquery('simple', %(q)s) AS query
+), matches AS MATERIALIZED (
+    -- At most MAX_CANDIDATES matches are ranked: ranking reads every match's row, so
+    -- a word said in a quarter of all segments would otherwise cost seconds.
+    SELECT d.id, d.video_id, d.kind, d.start_seconds, d.end_seconds, d.config, d.body, d.tsv
+      FROM search_documents d {join}, q
+     WHERE d.tsv @@ q.query {where}
+     LIMIT %(candidates)s
+), hits AS (
+    SELECT m.id, m.video_id, m.kind, m.start_seconds, m.end_seconds, m.config, m.body,
+           -- What was said comes before a video's name, summary and tags at equal relevance:
+           -- the page is for finding the moment.
+           ts_rank(m.tsv, q.query) * CASE WHEN m.kind = 'segment' THEN 1.0 ELSE 0.5 END AS rank
+      FROM matches m, q
+     ORDER BY rank DESC, m.video_id, m.start_seconds NULLS FIRST
+     LIMIT %(limit)s
+)
+SELECT h.video_id, h.kind, h.start_seconds, h.end_seconds, h.rank,
+       (SELECT count(*) FROM matches) AS considered,
+       ts_headline(h.config, h.body, q.query,
+                   'StartSel=' || chr(2) || ', StopSel=' || chr(3)
+                   || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "') AS snippet,
+       v.source_key, v.state, t.language, t.duration_seconds
+  FROM hits h JOIN videos v USING (video_id)
+  LEFT JOIN LATERAL (SELECT language, duration_seconds FROM transcripts
+                      WHERE video_id = v.video_id AND is_current ORDER BY updated_at DESC LIMIT 1) t ON true, q
+ ORDER BY h.rank DESC, h.video_id, h.start_seconds NULLS FIRST
+"""
+
+
+def _search_filters(state: str | None, since: Any, until: Any) -> tuple[str, dict[str, Any]]:
+    where, params = _filters(state, since, until)
+    named = {f"p{i}": value for i, value in enumerate(params)}
+    clause = ""
+    for i, condition in enumerate(where):
+        clause += " AND " + condition.replace("%s", f"%(p{i})s")
+    return clause, named
+
+
+def search_sql(*, state: str | None, since: Any, until: Any) -> str:
+    """The SQL of :func:`search` (bench/bench_search.py times exactly this)."""
+    where = _search_filters(state, since, until)[0]
+    # The ledger is only joined when a filter needs it: one less lookup per match.
+    return _SEARCH_SQL.format(where=where, join="JOIN videos v USING (video_id)" if where else "")
+
+
+def search_params(*, q: str, state: str | None, since: Any, until: Any, limit: int) -> dict[str, Any]:
+    return {"q": q, "limit": limit, "candidates": MAX_CANDIDATES, **_search_filters(state, since, until)[1]}
+
+
+def search(conn_id: str, *, q: str, state: str | None, since: Any, until: Any, limit: int) -> list[dict[str, Any]]:
+    """Ranked hits over segments (with their time) and each video's name, title, summary and tags.
+
+    The query is parsed with the Russian, English and simple configurations and
+    the parses OR-ed: a document indexed with its own language's configuration
+    matches the parse that stems the same way (the GIN index serves all three).
+    """
+    sql = search_sql(state=state, since=since, until=until)
+    return _run(conn_id, sql, search_params(q=q, state=state, since=since, until=until, limit=limit))
