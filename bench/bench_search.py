@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from include.video_pipeline.api import queries
+    from include.video_pipeline.hooks.results_db import queries
 
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         data_dir = args.keep.resolve() if args.keep else Path(tmp) / "postgres"

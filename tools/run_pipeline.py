@@ -116,29 +116,9 @@ def run_dag_in_this_process(conf: dict[str, Any]) -> dict[str, Any]:
 
 def summarize(run_id: str) -> list[dict[str, Any]]:
     from include.video_pipeline.config import load_settings
-    from include.video_pipeline.hooks.results_db import ResultsDbHook
+    from include.video_pipeline.hooks.results_db.queries import run_overview
 
-    settings = load_settings()
-    db = ResultsDbHook(postgres_conn_id=settings.results_conn_id)
-    try:
-        with db.cursor() as cur:
-            cur.execute(
-                """
-                SELECT v.video_id, v.source_key, v.state, v.error, v.media, v.outputs_prefix,
-                       t.language, t.language_probability, t.quality, t.text, a.analyzer, a.model,
-                       (a.usage->>'calls')::int AS analysis_calls
-                  FROM videos v
-                  LEFT JOIN transcripts t ON t.video_id = v.video_id AND t.is_current
-                  LEFT JOIN analyses a ON a.video_id = v.video_id AND a.is_current
-                 WHERE v.claim_run_id = %s
-                 ORDER BY v.source_key
-                """,
-                (run_id,),
-            )
-            rows = db._rows(cur)
-    finally:
-        db.close()
-    return rows
+    return run_overview(load_settings().results_conn_id, run_id)
 
 
 def without_password(url: str) -> str:

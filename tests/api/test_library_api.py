@@ -207,7 +207,7 @@ def test_unsafe_snippets_stay_text(api, airflow_auth, library) -> None:
 
 
 def test_a_word_said_everywhere_is_ranked_among_a_bounded_set(api, airflow_auth, library) -> None:
-    from include.video_pipeline.api.queries import MAX_CANDIDATES
+    from include.video_pipeline.hooks.results_db.queries import MAX_CANDIDATES
 
     segments = [{"start": float(i), "end": i + 1.0, "text": f"бюджет номер {i}"} for i in range(MAX_CANDIDATES + 10)]
     library.save_transcript(

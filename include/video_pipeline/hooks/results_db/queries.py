@@ -180,3 +180,20 @@ def search(conn_id: str, *, q: str, state: str | None, since: Any, until: Any, l
     """
     sql = search_sql(state=state, since=since, until=until)
     return _run(conn_id, sql, search_params(q=q, state=state, since=since, until=until, limit=limit))
+
+
+_RUN_OVERVIEW_SQL = """
+SELECT v.video_id, v.source_key, v.state, v.error, v.media, v.outputs_prefix,
+       t.language, t.language_probability, t.quality, t.text, a.analyzer, a.model,
+       (a.usage->>'calls')::int AS analysis_calls
+  FROM videos v
+  LEFT JOIN transcripts t ON t.video_id = v.video_id AND t.is_current
+  LEFT JOIN analyses a ON a.video_id = v.video_id AND a.is_current
+ WHERE v.claim_run_id = %s
+ ORDER BY v.source_key
+"""
+
+
+def run_overview(conn_id: str, run_id: str) -> list[dict[str, Any]]:
+    """One row per video a run claimed, with its current transcript's and analysis's headline (make run prints it)."""
+    return _run(conn_id, _RUN_OVERVIEW_SQL, (run_id,))
