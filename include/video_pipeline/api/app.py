@@ -40,6 +40,7 @@ from include.video_pipeline.api.presign import presign_get, presign_post, presig
 from include.video_pipeline.api.settings import DAG_ID, ApiSettings, load_api_settings
 from include.video_pipeline.api.uploads import UploadRefused, first_free_key, validate_upload
 from include.video_pipeline.config import Settings, load_settings
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.states import VideoState, error_report_key, state_key
 from include.video_pipeline.hooks.results_db import queries
 
@@ -96,7 +97,7 @@ def _outputs(row: dict[str, Any], settings: Settings, api_settings: ApiSettings)
     names = [
         (str(f["name"]), str(f.get("key") or prefix + f["name"])) for f in manifest.get("files", []) if "name" in f
     ]
-    manifest_key = posixpath.join(prefix, "manifest.json")
+    manifest_key = posixpath.join(prefix, outputs.MANIFEST)
     if settings.storage == "local":
         # Served by this app (GET /outputs/...), behind the same auth: a browser
         # cannot open file:// paths of the api-server's disk.
@@ -106,7 +107,7 @@ def _outputs(row: dict[str, Any], settings: Settings, api_settings: ApiSettings)
         return Outputs(
             prefix=prefix,
             location=str(settings.local_root / prefix),
-            manifest_url=local_outputs_url(vid, "manifest.json"),
+            manifest_url=local_outputs_url(vid, outputs.MANIFEST),
             files=[
                 OutputFile(name=name, key=key, url=local_outputs_url(vid, posixpath.relpath(key, prefix)))
                 for name, key in names

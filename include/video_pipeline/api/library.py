@@ -33,6 +33,7 @@ from include.video_pipeline.api.models import (
 from include.video_pipeline.api.run_notes import user_message
 from include.video_pipeline.api.settings import DAG_ID
 from include.video_pipeline.config import Settings, load_settings
+from include.video_pipeline.core import outputs
 from include.video_pipeline.hooks.results_db import queries
 
 log = logging.getLogger(__name__)
@@ -45,18 +46,6 @@ MAX_LIBRARY_LIMIT = 1000
 STATIC = resources.files("include.video_pipeline.api").joinpath("static")
 # What the page loads; nothing else below static/ is served.
 ASSETS = {"videos.js": "text/javascript", "videos.css": "text/css"}
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".mp4": "video/mp4",
-    ".m4a": "audio/mp4",
-    ".jpg": "image/jpeg",
-    ".json": "application/json",
-    ".vtt": "text/vtt; charset=utf-8",
-    ".srt": "application/x-subrip; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".m4s": "video/iso.segment",
-}
 
 
 def _settings() -> Settings:
@@ -234,7 +223,7 @@ def output_file(video_id: str, name: str, request: Request, settings: SettingsDe
         except UnsafeKey:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such output") from None
         if path.is_file() and path.parent != settings.local_root:
-            media_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+            media_type = outputs.content_type(path.name)
             # FileResponse answers Range requests, so the player can seek in video.mp4.
             return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
     else:
@@ -250,7 +239,7 @@ def output_file(video_id: str, name: str, request: Request, settings: SettingsDe
             return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     # A rejected video has no outputs: show it in the library, where its reason is.
     row = queries.video_status_row(settings.results_conn_id, video_id)
-    if row is not None and name == "report.html":
+    if row is not None and name == outputs.REPORT:
         return RedirectResponse(library_url(video_id), status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"no output {name!r} for video {video_id!r}")
 

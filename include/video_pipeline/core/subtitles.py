@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.transcript import Segment, Transcript
 
 
@@ -297,16 +298,13 @@ class TranscriptFormat(enum.StrEnum):
         return "." + self.value
 
     @property
+    def file_name(self) -> str:
+        """The name of this format's file in a video's outputs (``transcript.srt``)."""
+        return outputs.transcript_name(self.extension)
+
+    @property
     def content_type(self) -> str:
-        return _CONTENT_TYPES[self]
-
-
-_CONTENT_TYPES = {
-    TranscriptFormat.SRT: "application/x-subrip; charset=utf-8",
-    TranscriptFormat.VTT: "text/vtt; charset=utf-8",
-    TranscriptFormat.TXT: "text/plain; charset=utf-8",
-    TranscriptFormat.JSON: "application/json",
-}
+        return outputs.content_type(self.file_name)
 
 
 def render(transcript: Transcript, fmt: TranscriptFormat, layout: CueLayout = CueLayout()) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
+from include.video_pipeline.core import outputs
 from include.video_pipeline.pipeline.ui_links import library_url, local_outputs_url
 
 PRESIGNED_SECONDS = 7 * 24 * 3600
@@ -57,7 +58,7 @@ class VideoOutputsLink(BaseOperatorLink):
         if settings.storage == "local":
             return local_outputs_url(video["video_id"])
         store: Any = ObjectStoreHook(settings=settings).get_store()
-        report_key = output_key(settings, video["video_id"], "report.html")
+        report_key = output_key(settings, video["video_id"], outputs.REPORT)
         if settings.storage == "gcs":
             return gcs_report_link(store, report_key)
         return str(store.presigned_url(report_key, expires_seconds=PRESIGNED_SECONDS))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import mimetypes
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,21 +18,11 @@ from typing import Any
 
 from include.video_pipeline.config import Settings
 from include.video_pipeline.core.media import check_size
+from include.video_pipeline.core.outputs import content_type, video_key
 from include.video_pipeline.core.states import VideoState, safe_name, state_key
 from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
-
-_CONTENT_TYPES = {
-    ".vtt": "text/vtt; charset=utf-8",
-    ".srt": "application/x-subrip; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".json": "application/json",
-    ".mp4": "video/mp4",
-    ".jpg": "image/jpeg",
-    ".wav": "audio/wav",
-    ".m4a": "audio/mp4",
-}
 
 
 @dataclass(frozen=True)
@@ -47,11 +36,6 @@ class StagedFile:
         return asdict(self)
 
 
-def content_type(name: str) -> str:
-    suffix = Path(name).suffix.lower()
-    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -61,11 +45,11 @@ def sha256_file(path: Path) -> str:
 
 
 def staging_key(settings: Settings, vid: str, name: str = "") -> str:
-    return f"{settings.staging_prefix}{vid}/{name}"
+    return video_key(settings.staging_prefix, vid, name)
 
 
 def output_key(settings: Settings, vid: str, name: str = "") -> str:
-    return f"{settings.output_prefix}{vid}/{name}"
+    return video_key(settings.output_prefix, vid, name)
 
 
 def fetch_source(store: ObjectStore, settings: Settings, vid: str, rel_key: str) -> Path:

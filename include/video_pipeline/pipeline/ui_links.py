@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
+from include.video_pipeline.core import outputs
+
 # Where plugins/video_pipeline_plugin.py mounts the app (one place: the plugin imports it).
 URL_PREFIX = "/video-pipeline"
 
@@ -20,7 +22,7 @@ def ui_path(path: str) -> str:
     return f"{base}{URL_PREFIX}{path}"
 
 
-def local_outputs_url(video_id: str, name: str = "report.html") -> str:
+def local_outputs_url(video_id: str, name: str = outputs.REPORT) -> str:
     return ui_path(f"/outputs/{quote(video_id)}/{quote(name)}")
 
 

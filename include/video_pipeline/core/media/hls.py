@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.media.commands import _COMMON
 from include.video_pipeline.core.media.planning import (
     AUDIO_BITRATE,
@@ -25,8 +26,8 @@ from include.video_pipeline.core.media.probe import AudioStream, MediaInfo
 
 DEFAULT_HLS_HEIGHTS = (360, 720, 1080)
 HLS_SEGMENT_SECONDS = 4
-HLS_DIR = "hls"
-HLS_MASTER_NAME = "master.m3u8"
+HLS_DIR = outputs.HLS_DIR
+HLS_MASTER_NAME = outputs.HLS_MASTER
 HLS_PLAYLIST_NAME = "index.m3u8"
 HLS_AUDIO_NAME = "audio"
 HLS_AUDIO_GROUP = "audio"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.media.commands import _COMMON
 from include.video_pipeline.core.media.planning import _even
 
@@ -175,7 +176,7 @@ def _vtt_time(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
 
 
-def render_thumbnails_vtt(sheet: ThumbnailSheet, image_url: str = "thumbnails.jpg") -> str:
+def render_thumbnails_vtt(sheet: ThumbnailSheet, image_url: str = outputs.THUMBNAILS) -> str:
     """A WebVTT thumbnails track: each cue points into the sprite with a ``#xywh=`` fragment.
 
     :param image_url: how the player should fetch the sprite, relative to the

@@ -12,24 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-REPORT_NAME = "report.html"
+from include.video_pipeline.core import outputs
 
-# The siblings the report links to; the names publish gives them.
-VIDEO_FILE = "video.mp4"
-POSTER_FILE = "poster.jpg"
-SUBTITLES_FILE = "transcript.vtt"
-# Files people download from the report, in the order they are listed. The
-# thumbnail sprite and its cue file only serve players, so they are left out.
-DOWNLOAD_ORDER = (
-    "video.mp4",
-    "transcript.srt",
-    "transcript.vtt",
-    "transcript.txt",
-    "transcript.json",
-    "analysis.json",
-    "poster.jpg",
-    "manifest.json",
-)
+# The report sits in a video's outputs folder and links its siblings by their names there.
+REPORT_NAME = outputs.REPORT
+VIDEO_FILE = outputs.VIDEO
+POSTER_FILE = outputs.POSTER
+SUBTITLES_FILE = outputs.TRANSCRIPT_VTT
+DOWNLOAD_ORDER = outputs.DOWNLOAD_ORDER
 
 
 @dataclass(frozen=True)

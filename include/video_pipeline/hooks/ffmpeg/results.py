@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.media import WHISPER_SAMPLE_RATE, HlsVariant
 
-VIDEO_NAME = "video.mp4"
-POSTER_NAME = "poster.jpg"
-THUMBNAILS_NAME = "thumbnails.jpg"
-THUMBNAILS_VTT_NAME = "thumbnails.vtt"
+VIDEO_NAME = outputs.VIDEO
+POSTER_NAME = outputs.POSTER
+THUMBNAILS_NAME = outputs.THUMBNAILS
+THUMBNAILS_VTT_NAME = outputs.THUMBNAILS_VTT
 
 
 class FfmpegError(RuntimeError):
