@@ -129,3 +129,19 @@ def test_the_walk_sees_the_layers() -> None:
     # Guards the walk itself: if it found nothing, every test above would pass vacuously.
     assert {"core", "storage", "hooks", "pipeline", "operators"} <= {_layer(m) for m in MODULES if m}
     assert any(_layer(_resolve(i)) == "hooks" for m in MODULES if m.startswith("operators") for i in GRAPH[m])
+
+
+# A module a reader can hold in their head; past this it usually mixes jobs (split it into a
+# package along them, as core/media/ and hooks/ffmpeg/ are).
+MAX_MODULE_LINES = 400
+SOURCE_FOLDERS = ("include", "dags", "plugins", "tools", "bench", "deploy")
+
+
+def test_no_module_is_over_400_lines() -> None:
+    sizes = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for folder in SOURCE_FOLDERS
+        for path in (ROOT / folder).rglob("*.py")
+    }
+    assert len(sizes) > 100  # the walk found the code
+    assert not {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -328,3 +329,39 @@ def test_every_language_the_analysis_names_has_a_russian_name() -> None:
     from include.video_pipeline.core.report import RUSSIAN_LANGUAGE_NAMES
 
     assert set(RUSSIAN_LANGUAGE_NAMES) == set(LANGUAGE_NAMES)
+
+
+def _with_usage(analysis: dict[str, Any], **usage: Any) -> dict[str, Any]:
+    return {**analysis, "usage": {"input_tokens": 12000, "output_tokens": 900, "thinking_tokens": 300, **usage}}
+
+
+@pytest.mark.parametrize(
+    ("language", "usage", "expected"),
+    [
+        ("en", {"calls": 2, "cost_usd": 0.003125}, "$0.0031 (estimate) · 2 calls, 13,200 tokens"),
+        ("en", {"calls": 40, "cost_usd": 1.234}, "$1.23 (estimate) · 40 calls, 13,200 tokens"),
+        ("ru", {"calls": 2, "cost_usd": 0.003125}, "0,0031 $ (оценка) · 2 вызова, 13\u202f200 токенов"),
+        ("en", {"calls": 1, "cost_usd": None}, "not priced (model missing from the price table; see"),
+    ],
+)
+def test_the_report_shows_what_the_analysis_cost(language: str, usage: dict[str, Any], expected: str):
+    page = _render(analysis=_with_usage(_analysis(language), **usage), transcript=_transcript(language))
+    assert html.unescape(expected) in html.unescape(page)
+
+
+@pytest.mark.parametrize("usage", [{"calls": 0, "cost_usd": None}, None])
+def test_no_cost_line_when_no_model_was_called(usage: dict[str, Any] | None):
+    analysis = _analysis() if usage is None else _with_usage(_analysis(), **usage)
+    page = _render(analysis=analysis)
+    assert "Analysis cost" not in page
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(1, "1 вызов"), (2, "2 вызова"), (5, "5 вызовов"), (11, "11 вызовов"), (21, "21 вызов"), (112, "112 вызовов")],
+)
+def test_russian_counts_take_the_right_plural(count: int, expected: str):
+    from include.video_pipeline.core.report.formatting import counted
+
+    assert counted(count, "вызов|вызова|вызовов", "ru") == expected
+    assert counted(1, "call|calls") == "1 call" and counted(2, "call|calls") == "2 calls"

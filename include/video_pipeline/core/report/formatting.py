@@ -49,6 +49,30 @@ def format_size(size: int | None, lang: str = "en") -> str:
     return ""  # pragma: no cover - the loop always returns
 
 
+def format_usd(amount: float, lang: str = "en") -> str:
+    """``0.00312`` -> ``$0.0031``: cents from a dollar up, four decimals below (a video costs fractions of a cent)."""
+    text = f"{amount:.2f}" if amount >= 1 else f"{amount:.4f}"
+    return f"{text.replace('.', ',')} $" if lang == "ru" else f"${text}"
+
+
+def format_count(count: int, lang: str = "en") -> str:
+    """``12345`` -> ``12,345`` (``12 345`` in Russian, with a narrow no-break space)."""
+    return f"{count:,}".replace(",", "\u202f" if lang == "ru" else ",")
+
+
+def counted(count: int, forms: str, lang: str = "en") -> str:
+    """``counted(3, "вызов|вызова|вызовов", "ru")`` -> ``3 вызова``: the number and the noun in its plural form."""
+    words = forms.split("|")
+    if lang == "ru" and len(words) == 3:
+        tens, ones = count % 100, count % 10
+        word = (
+            words[0] if ones == 1 and tens != 11 else words[1] if 2 <= ones <= 4 and not 12 <= tens <= 14 else words[2]
+        )
+    else:
+        word = words[0] if count == 1 else words[-1]
+    return f"{format_count(count, lang)} {word}"
+
+
 def format_date(when: datetime, lang: str = "en") -> str:
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     utc = when.astimezone(UTC)

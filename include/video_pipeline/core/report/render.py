@@ -17,9 +17,11 @@ from markupsafe import Markup
 
 from include.video_pipeline.core.analysis.languages import LANGUAGE_NAMES, normalize_language
 from include.video_pipeline.core.report.formatting import (
+    counted,
     format_clock,
     format_date,
     format_size,
+    format_usd,
     seek_seconds,
     ui_language,
 )
@@ -149,6 +151,9 @@ def render_report(report: ReportInput) -> str:
         analyzer = f"{t['made_by_' + str(made_by)]} · {analyzer}" if analyzer else t["made_by_" + str(made_by)]
     if analyzer:
         meta.append((t["analysis"], analyzer))
+    cost = _cost_text(analysis, t, lang)
+    if cost:
+        meta.append((t["cost"], cost))
     meta.append((t["processed"], format_date(report.processed_at, lang)))
     meta.append((t["video_id"], report.video_id))
 
@@ -201,6 +206,19 @@ def render_report(report: ReportInput) -> str:
         notes=notes,
         stamp=stamp,
     )
+
+
+def _cost_text(analysis: Mapping[str, Any], t: Mapping[str, str], lang: str) -> str:
+    """What the analysis cost, from ``analysis.json``'s usage; empty when no model was called."""
+    usage = analysis.get("usage")
+    if not isinstance(usage, Mapping) or not isinstance(usage.get("calls"), int) or usage["calls"] < 1:
+        return ""
+    tokens = sum(v for k in ("input_tokens", "output_tokens", "thinking_tokens") if isinstance(v := usage.get(k), int))
+    counts = f"{counted(usage['calls'], t['calls'], lang)}, {counted(tokens, t['tokens'], lang)}"
+    cost = _float(usage.get("cost_usd"))
+    if cost is None:
+        return f"{t['cost_unpriced']} · {counts}"
+    return f"{format_usd(cost, lang)} ({t['cost_estimate']}) · {counts}"
 
 
 def _float(value: Any) -> float | None:
