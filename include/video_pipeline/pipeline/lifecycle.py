@@ -274,6 +274,11 @@ class VideoLifecycle:
         self.db.set_outcome(vid, "failed", report)
         return self.settle(vid)
 
+    def fail_with_last_error(self, vid: str, fallback: FailureReport) -> VideoState | None:
+        """Fail a video with the last error a stage recorded for it; ``fallback`` when none did."""
+        last = (self.db.get_video(vid) or {}).get("last_error") or {}
+        return self.fail(vid, FailureReport.from_dict(last) if last else fallback)
+
     def _drop_staging(self, vid: str) -> None:
         """Staged outputs of a video that will not be published (publish cleans up after itself)."""
         for obj in list(self.store.list(f"{self.settings.staging_prefix}{vid}/")):
