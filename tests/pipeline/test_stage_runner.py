@@ -16,6 +16,7 @@ import pytest
 
 from include.video_pipeline.config import Settings
 from include.video_pipeline.core.errors import InputRejected, PermanentError, QuotaExhausted, RejectReason
+from include.video_pipeline.core.stage_outputs import AnalysisOutput
 from include.video_pipeline.hooks.results_db import ResultsDbHook
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.pipeline.lifecycle import ClaimedVideo
@@ -46,21 +47,21 @@ def _raising(exc: BaseException) -> Callable[[StageContext], Any]:
     return compute
 
 
-def test_a_result_is_recorded_and_returned(results_db: ResultsDbHook, tmp_path):
+def test_a_typed_result_is_recorded_and_returned_as_its_dict(results_db: ResultsDbHook, tmp_path):
     video = _claimed(results_db, "v1")
-    result = {"files": [], "analyzer": "offline", "flags": ["no_audio"]}
+    result = AnalysisOutput(files=[], analyzer="offline", flags=["no_audio"])
     outcome = StageRunner("analyze", compute=lambda ctx: result).run(_ctx(video, tmp_path))
-    assert outcome.kind is Outcome.DONE and outcome.result == result and outcome.reused_from is None
+    assert outcome.kind is Outcome.DONE and outcome.result == result.to_dict() and outcome.reused_from is None
     [(vid, stage, attempt, status, details, cache_key)] = _stage_runs(results_db)
     assert (vid, stage, attempt, status, cache_key) == ("v1", "analyze", 2, "success", None)
-    assert details == {"result": result, "reused_from": None}
+    assert details == {"result": result.to_dict(), "reused_from": None}
 
 
 def test_an_uncacheable_result_is_recorded_without_its_key(results_db: ResultsDbHook, tmp_path):
     video = _claimed(results_db, "v1")
     runner = StageRunner(
         "analyze",
-        compute=lambda ctx: {"files": [], "cacheable": False},  # the provider could not make it
+        compute=lambda ctx: AnalysisOutput(cacheable=False),  # the provider could not make it
         cache_input=lambda ctx: ("transcript-sha", {"model": "m"}),
     )
     assert runner.run(_ctx(video, tmp_path)).kind is Outcome.DONE

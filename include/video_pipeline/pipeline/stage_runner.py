@@ -33,6 +33,7 @@ from typing import Any
 
 from include.video_pipeline.config import Settings
 from include.video_pipeline.core.errors import FailureReport, InputRejected, PermanentError, QuotaExhausted
+from include.video_pipeline.core.stage_outputs import StageOutput
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
 from include.video_pipeline.pipeline.cache import (
@@ -46,8 +47,8 @@ from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
-# What a stage computes: the small result that crosses XCom.
-StageResult = Mapping[str, Any]
+# What a stage computes: a typed result, or (a stage of its own, as in tests) the dict itself.
+StageResult = StageOutput | Mapping[str, Any]
 # (SHA-256 of the stage's input, settings that shape its output), or None if not cacheable.
 CacheInput = tuple[str, dict[str, Any]] | None
 
@@ -102,7 +103,7 @@ def _not_cacheable(ctx: StageContext) -> CacheInput:
 
 def _as_dict(result: StageResult) -> dict[str, Any]:
     """The result as it crosses XCom and is recorded in the ledger."""
-    return dict(result)
+    return result.to_dict() if isinstance(result, StageOutput) else dict(result)
 
 
 def failure_report(stage: str, exc: BaseException, ctx: StageContext) -> FailureReport:
