@@ -143,3 +143,24 @@ def test_the_operator_maps_outcomes_to_airflow(results_db: ResultsDbHook, monkey
     with pytest.raises(OSError) as raised:  # the error itself, so that Airflow retries it
         _execute(results_db, "flaky", transient)
     assert raised.value is transient
+
+
+def test_connection_ids_are_template_fields_defaulting_to_the_settings(monkeypatch):
+    from include.video_pipeline.operators.analyze import VideoAnalyzeOperator
+
+    monkeypatch.setenv("VIDEO_PIPELINE_AWS_CONN_ID", "bucket")
+    monkeypatch.setenv("VIDEO_PIPELINE_RESULTS_CONN_ID", "ledger")
+    monkeypatch.setenv("VIDEO_PIPELINE_ANALYZER", "openai-compatible")
+    monkeypatch.setenv("VIDEO_PIPELINE_OPENAI_CONN_ID", "ollama")
+    monkeypatch.setenv("VIDEO_PIPELINE_OPENAI_MODEL", "llama3")
+    task = VideoAnalyzeOperator(task_id="analyze", video={}, transcript={})
+    assert {"aws_conn_id", "gcp_conn_id", "postgres_conn_id", "analysis_conn_id"} <= set(task.template_fields)
+    assert (task.aws_conn_id, task.gcp_conn_id, task.postgres_conn_id) == ("bucket", "google_cloud_default", "ledger")
+    assert task.analysis_conn_id == "ollama"
+    given = VideoAnalyzeOperator(
+        task_id="analyze", video={}, transcript={}, postgres_conn_id="results", analysis_conn_id="local_llm"
+    )
+    settings = given.stage_settings()
+    assert (settings.results_conn_id, settings.aws_conn_id) == ("results", "bucket")
+    ctx = SimpleNamespace(settings=settings)
+    assert given.analysis_settings(ctx).openai_conn_id == "local_llm"  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from include.video_pipeline.config import AnalysisSettings, load_settings
 from include.video_pipeline.core.stage_outputs import AnalysisOutput, MediaOutput, TranscriptOutput
 from include.video_pipeline.core.transcript import Transcript
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
@@ -30,16 +31,24 @@ class VideoAnalyzeOperator(VideoStageOperator):
         the transcript itself is read from staging).
     :param media: the transcode stage's result, given (and so waited for) when the analysis is
         multimodal: the poster and thumbnail sheet it lists are the images the model sees.
+    :param analysis_conn_id: the Airflow connection of the analysis provider: Gemini's
+        (``VIDEO_PIPELINE_GEMINI_CONN_ID``), Vertex AI's (``VIDEO_PIPELINE_GCP_CONN_ID``) or the
+        OpenAI-compatible server's (``VIDEO_PIPELINE_OPENAI_CONN_ID``), as the settings' analyzer says.
     """
 
     stage = "analyze"
     ui_color = "#f3e8fb"
-    template_fields = ("video", "transcript", "media")
+    template_fields = (*VideoStageOperator.template_fields, "transcript", "media", "analysis_conn_id")
 
-    def __init__(self, *, transcript: Any, media: Any = None, **kwargs: Any):
+    def __init__(self, *, transcript: Any, media: Any = None, analysis_conn_id: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.transcript = transcript
         self.media = media
+        self.analysis_conn_id = analysis_conn_id or provider_conn_id(load_settings().analysis)
+
+    def analysis_settings(self, ctx: StageContext) -> AnalysisSettings:
+        """The run's analysis settings, with this task's provider connection."""
+        return with_provider_conn_id(ctx.settings.analysis, self.analysis_conn_id)
 
     def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
         from include.video_pipeline.core.analysis import PROMPT_VERSION
@@ -48,7 +57,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
         transcript_file = TranscriptOutput.from_dict(self.transcript).file("transcript.json")
         if transcript_file is None:
             return None
-        settings = ctx.settings.analysis
+        settings = self.analysis_settings(ctx)
         analyzer = build_analyzer(settings)
         return transcript_file["sha256"], {
             "analyzer": analyzer.name,
@@ -68,7 +77,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
         from include.video_pipeline.hooks.provider_state import ProviderState
 
         video = ctx.video
-        settings = ctx.settings.analysis
+        settings = self.analysis_settings(ctx)
         raw = ctx.store.get_bytes(staging_key(ctx.settings, video.video_id, "transcript.json"))
         transcript = Transcript.from_dict(json.loads(raw))
         output_language = ctx.params.get("output_language") or settings.output_language
@@ -107,6 +116,26 @@ class VideoAnalyzeOperator(VideoStageOperator):
             cost_usd=result.usage.cost_usd,
             cacheable=result.unavailable is None,
         )
+
+
+def provider_conn_id(settings: AnalysisSettings) -> str:
+    """The connection of the provider the settings' analyzer uses (Gemini's for ``auto`` and ``offline``)."""
+    if settings.analyzer == "vertex":
+        return settings.gcp_conn_id
+    if settings.analyzer == "openai-compatible":
+        return settings.openai_conn_id
+    return settings.gemini_conn_id
+
+
+def with_provider_conn_id(settings: AnalysisSettings, conn_id: str | None) -> AnalysisSettings:
+    """``settings`` with ``conn_id`` as the connection of the provider its analyzer uses."""
+    if not conn_id:
+        return settings
+    if settings.analyzer == "vertex":
+        return dataclasses.replace(settings, gcp_conn_id=conn_id)
+    if settings.analyzer == "openai-compatible":
+        return dataclasses.replace(settings, openai_conn_id=conn_id)
+    return dataclasses.replace(settings, gemini_conn_id=conn_id)
 
 
 def image_hashes(media: MediaOutput | Mapping[str, Any] | None) -> list[list[str]] | None:

@@ -1,4 +1,4 @@
-"""What every per-video stage shares: outcome mapping and the state-move callbacks.
+"""What every per-video stage shares: connections, outcome mapping and the state-move callbacks.
 
 The work of a stage execution (ownership, lease, ledger, timings, duplicates'
 results) is the service layer's ``StageRunner`` (``pipeline/stage_runner.py``,
@@ -15,6 +15,7 @@ which also says how each kind of problem shows in a run); here its
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import logging
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from typing import Any, NoReturn
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.video_pipeline.config import load_settings
+from include.video_pipeline.config import Settings, load_settings
 from include.video_pipeline.core.errors import FailureReport
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
@@ -49,24 +50,46 @@ class VideoStageOperator(BaseOperator):
     """Base for the per-video stages; subclasses implement ``run_stage``.
 
     :param video: the claimed video (a ``ClaimedVideo`` as a dict, from the claim task).
+    :param aws_conn_id: the Airflow connection of the S3 bucket (S3 storage).
+    :param gcp_conn_id: the Airflow connection of the GCS bucket (GCS storage).
+    :param postgres_conn_id: the Airflow connection of the results database (the ledger).
+
+    The connection ids default to the settings' (``VIDEO_PIPELINE_AWS_CONN_ID``,
+    ``VIDEO_PIPELINE_GCP_CONN_ID``, ``VIDEO_PIPELINE_RESULTS_CONN_ID``).
     """
 
     stage: str = "stage"
-    template_fields: Sequence[str] = ("video",)
+    template_fields: Sequence[str] = ("video", "aws_conn_id", "gcp_conn_id", "postgres_conn_id")
     ui_color = "#e8f1fb"
     operator_extra_links = (VideoOutputsLink(),)
 
-    def __init__(self, *, video: Any, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        video: Any,
+        aws_conn_id: str | None = None,
+        gcp_conn_id: str | None = None,
+        postgres_conn_id: str | None = None,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("map_index_template", "{{ video_label }}")
         kwargs.setdefault("doc_md", inspect.cleandoc(type(self).__doc__ or ""))  # shown on the task in the UI
         kwargs.setdefault("on_failure_callback", settle_after_failure)
         kwargs.setdefault("on_skipped_callback", settle_video)
         super().__init__(**kwargs)
         self.video = video
+        if aws_conn_id is None or gcp_conn_id is None or postgres_conn_id is None:
+            defaults = load_settings()  # environment only: no I/O at parse time
+            aws_conn_id = defaults.aws_conn_id if aws_conn_id is None else aws_conn_id
+            gcp_conn_id = defaults.analysis.gcp_conn_id if gcp_conn_id is None else gcp_conn_id
+            postgres_conn_id = defaults.results_conn_id if postgres_conn_id is None else postgres_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.gcp_conn_id = gcp_conn_id
+        self.postgres_conn_id = postgres_conn_id
 
     @abc.abstractmethod
     def run_stage(self, ctx: StageContext) -> StageResult:
-        """The stage's work; returns the small result that crosses XCom."""
+        """The stage's work; returns the small result that crosses XCom (as its ``to_dict``)."""
 
     def cache_input(self, ctx: StageContext) -> CacheInput:
         """(SHA-256 of the stage's input, settings that shape its output), or None if not cacheable."""
@@ -74,6 +97,10 @@ class VideoStageOperator(BaseOperator):
 
     def runner(self) -> StageRunner:
         return StageRunner(self.stage, compute=self.run_stage, cache_input=self.cache_input)
+
+    def stage_settings(self) -> Settings:
+        """The pipeline settings, with this task's connections."""
+        return with_connections(load_settings(), self)
 
     def _run_or_reuse(self, ctx: StageContext) -> tuple[dict[str, Any], str | None, str | None]:
         """Run the stage, or reuse a duplicate's result (see ``StageRunner.run_or_reuse``)."""
@@ -86,7 +113,9 @@ class VideoStageOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         video = ClaimedVideo.from_xcom(self.video)
         context["video_label"] = _label(video.name)  # the grid shows the file name, not a map index
-        ctx = StageContext(load_settings(), video, context["run_id"], context["ti"].try_number, dict(context["params"]))
+        ctx = StageContext(
+            self.stage_settings(), video, context["run_id"], context["ti"].try_number, dict(context["params"])
+        )
         outcome = self.runner().run(ctx)
         if outcome.kind in (Outcome.DONE, Outcome.REUSED):
             assert outcome.result is not None
@@ -114,6 +143,17 @@ def _raise_for(outcome: StageOutcome) -> NoReturn:
     raise RuntimeError(f"unexpected stage outcome {outcome.kind}: {outcome.message}")
 
 
+def with_connections(settings: Settings, task: Any) -> Settings:
+    """``settings`` with the connection ids a stage task was given (the settings' own where it has none)."""
+    gcp_conn_id = getattr(task, "gcp_conn_id", None) or settings.analysis.gcp_conn_id
+    return dataclasses.replace(
+        settings,
+        aws_conn_id=getattr(task, "aws_conn_id", None) or settings.aws_conn_id,
+        results_conn_id=getattr(task, "postgres_conn_id", None) or settings.results_conn_id,
+        analysis=dataclasses.replace(settings.analysis, gcp_conn_id=gcp_conn_id),
+    )
+
+
 # Airflow stores the rendered map index in a varchar(250): a longer file name would
 # make every task of the video fail after its work was done.
 MAX_LABEL_CHARS = 250
@@ -134,8 +174,8 @@ def _video_from_context(context: Any) -> ClaimedVideo | None:
     return None
 
 
-def _lifecycle() -> tuple[VideoLifecycle, ResultsDbHook]:
-    settings = load_settings()
+def _lifecycle(context: Any) -> tuple[VideoLifecycle, ResultsDbHook]:
+    settings = with_connections(load_settings(), context.get("task"))
     db = ResultsDbHook(postgres_conn_id=settings.results_conn_id)
     store = ObjectStoreHook(settings=settings).get_store()
     return VideoLifecycle(settings, store, db), db
@@ -146,7 +186,7 @@ def settle_video(context: Any) -> None:
     video = _video_from_context(context)
     if video is None:
         return
-    lifecycle, db = _lifecycle()
+    lifecycle, db = _lifecycle(context)
     try:
         lifecycle.settle(video.video_id)
     finally:
@@ -158,7 +198,7 @@ def settle_after_failure(context: Any) -> None:
     video = _video_from_context(context)
     if video is None:
         return
-    lifecycle, db = _lifecycle()
+    lifecycle, db = _lifecycle(context)
     try:
         lifecycle.fail_with_last_error(
             video.video_id,
