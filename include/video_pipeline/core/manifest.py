@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.stage_outputs import FileEntry, MediaOutput, TranscriptOutput
 from include.video_pipeline.core.transcript import model_identity
 
 MANIFEST_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = outputs.MANIFEST
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from include.video_pipeline.config import AnalysisSettings, load_settings
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.stage_outputs import AnalysisOutput, MediaOutput, TranscriptOutput
 from include.video_pipeline.core.transcript import Transcript
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # What the transcode stage leaves in staging that a model can look at: the poster
 # frame and the thumbnail sheet (one JPEG of small frames at regular intervals).
-IMAGE_NAMES = ("poster.jpg", "thumbnails.jpg")
+IMAGE_NAMES = outputs.IMAGES
 # Inline images share one request with the transcript (Gemini caps a request at
 # 20 MB); a sheet of a long 4K video could be big, and it is a hint, not the input.
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
@@ -54,7 +55,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
         from include.video_pipeline.core.analysis import PROMPT_VERSION
         from include.video_pipeline.hooks.analyzers import build_analyzer
 
-        transcript_file = TranscriptOutput.from_dict(self.transcript).file("transcript.json")
+        transcript_file = TranscriptOutput.from_dict(self.transcript).file(outputs.TRANSCRIPT_JSON)
         if transcript_file is None:
             return None
         settings = self.analysis_settings(ctx)
@@ -78,7 +79,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
 
         video = ctx.video
         settings = self.analysis_settings(ctx)
-        raw = ctx.store.get_bytes(staging_key(ctx.settings, video.video_id, "transcript.json"))
+        raw = ctx.store.get_bytes(staging_key(ctx.settings, video.video_id, outputs.TRANSCRIPT_JSON))
         transcript = Transcript.from_dict(json.loads(raw))
         output_language = ctx.params.get("output_language") or settings.output_language
         # Rate limit, retired models and spend are shared with every other task (results DB).
@@ -106,7 +107,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
         if settings.multimodal and not images:
             result = dataclasses.replace(result, flags=(*result.flags, "images_unavailable"))
         payload = json.dumps(result.to_dict(), ensure_ascii=False, indent=2).encode("utf-8")
-        staged = stage_bytes(ctx.store, ctx.settings, video.video_id, "analysis.json", payload)
+        staged = stage_bytes(ctx.store, ctx.settings, video.video_id, outputs.ANALYSIS, payload)
         return AnalysisOutput(
             files=[staged.to_dict()],
             analyzer=result.analyzer,

@@ -95,7 +95,7 @@ class VideoTranscribeOperator(VideoStageOperator):
                 ctx.store,
                 ctx.settings,
                 video.video_id,
-                f"transcript{fmt.extension}",
+                fmt.file_name,
                 render(transcript, fmt).encode("utf-8"),
             )
             for fmt in TranscriptFormat

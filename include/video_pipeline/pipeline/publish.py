@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from include.video_pipeline.core import outputs
 from include.video_pipeline.core.manifest import (
     MANIFEST_NAME,
     ManifestInput,
@@ -52,8 +53,8 @@ def publish_video(
     for item in files:
         item["key"] = output_key(settings, vid, item["name"])
 
-    transcript_doc = json.loads(store.get_bytes(staging_key(settings, vid, "transcript.json")))
-    analysis_doc = json.loads(store.get_bytes(staging_key(settings, vid, "analysis.json")))
+    transcript_doc = json.loads(store.get_bytes(staging_key(settings, vid, outputs.TRANSCRIPT_JSON)))
+    analysis_doc = json.loads(store.get_bytes(staging_key(settings, vid, outputs.ANALYSIS)))
     published_at = datetime.now(UTC)
     flags = media_flags(media, transcript)
     if flags:
@@ -83,7 +84,9 @@ def publish_video(
     )
     ctx.db.save_manifest(vid, output_key(settings, vid), manifest)
     store.put_bytes(
-        output_key(settings, vid, MANIFEST_NAME), encode_manifest(manifest), content_type="application/json"
+        output_key(settings, vid, MANIFEST_NAME),
+        encode_manifest(manifest),
+        content_type=outputs.content_type(MANIFEST_NAME),
     )
     ctx.db.set_outcome(vid, "succeeded")
     _in_parallel(lambda item: store.delete(staging_key(settings, vid, item["name"])), files)
@@ -122,11 +125,11 @@ def _publish_report(
             subtitles_file=SUBTITLES_FILE if SUBTITLES_FILE in names else None,
             media_flags=media_flags or {},
             # An HLS ladder is thousands of segments: the report links its master playlist only.
-            files=sorted({n for n in names if not n.startswith("hls/") or n == "hls/master.m3u8"} | {MANIFEST_NAME}),
+            files=outputs.listed_files(names),
         )
     ).encode("utf-8")
     key = output_key(settings, video.video_id, REPORT_NAME)
-    kind = "text/html; charset=utf-8"
+    kind = outputs.content_type(REPORT_NAME)
     ctx.store.put_bytes(key, page, content_type=kind)
     return file_entry(REPORT_NAME, page, kind, key)
 
