@@ -2,7 +2,8 @@
 
 One `tools/standalone.py` (what `make up` runs: scheduler, executor, api-server with
 the UI and this project's plugin) on local storage, with its hourly run waiting
-for uploads. Through the browser, as a user would:
+for uploads. It prints the login and where to drop files, and Ctrl-C (the last test)
+leaves no process behind. Through the browser, as a user would:
 
 * the trigger form is submitted with its defaults (every param valid as it is);
 * the waiting hourly run yields to that manual run, which processes the uploads
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -68,6 +70,10 @@ class Stack:
     results_dsn: str
     token: str
     shots: Path
+    standalone: subprocess.Popen[str]  # tools/standalone.py, in a process group of its own
+    output: Path  # what it printed
+    airflow_home: Path
+    port: int
 
     def airflow(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with psycopg2.connect(self.airflow_dsn) as conn, conn.cursor() as cur:
@@ -139,15 +145,63 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             results_dsn=pg.dsn("video_pipeline"),
             token=_token(base, "admin", passwords["admin"]),
             shots=shots,
+            standalone=standalone,
+            output=tmp / "standalone.out",
+            airflow_home=home,
+            port=port,
         )
     finally:
-        os.killpg(standalone.pid, signal.SIGINT)
-        try:
-            standalone.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(standalone.pid, signal.SIGKILL)
+        if standalone.poll() is None:  # the Ctrl-C test did not run (or failed): stop it all
+            os.killpg(standalone.pid, signal.SIGINT)
+            try:
+                standalone.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(standalone.pid, signal.SIGKILL)
+        airflow_group = re.search(r"process group (\d+)", (tmp / "standalone.out").read_text())
+        if airflow_group and _group(int(airflow_group.group(1))):
+            os.killpg(int(airflow_group.group(1)), signal.SIGKILL)
         output.close()
         local_postgres.stop(data_dir / "postgres")
+
+
+def _group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, pgrp = raw[raw.rfind(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in {"Z", "X"}:
+            members.append(int(entry.name))
+    return members
+
+
+def _airflow_group(stack: Stack) -> int:
+    found = re.search(r"process group (\d+)", stack.output.read_text())
+    assert found, stack.output.read_text()[-4000:]
+    return int(found.group(1))
+
+
+def test_make_up_serves_the_ui_and_prints_the_login(stack: Stack) -> None:
+    """What `make up` prints: the UI's address, the login (the one Airflow stored), where uploads go."""
+    with urllib.request.urlopen(f"{stack.base}/api/v2/monitor/health", timeout=10) as response:
+        assert json.loads(response.read())["metadatabase"]["status"] == "healthy"
+    printed = wait_for(
+        lambda: re.search(r"Login:\s+user '(\w+)'\s+password (\S+)", stack.output.read_text()), 60, "the login"
+    )
+    stored = json.loads((stack.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+    assert stored == {printed.group(1): printed.group(2)}
+    output = stack.output.read_text()
+    assert f"http://127.0.0.1:{stack.port}" in output
+    assert str(stack.storage / "pending") in output and (stack.storage / "pending").is_dir()
+    assert "one_shot" in output
+    airflow_group = _airflow_group(stack)
+    assert airflow_group != stack.standalone.pid  # Airflow has a group of its own, so Ctrl-C reaches only us
+    assert len(_group(airflow_group)) >= 5  # standalone + api-server, scheduler, dag-processor, triggerer
 
 
 def _button(label: str, scope: str = "document") -> str:
@@ -417,3 +471,19 @@ def test_the_videos_page_in_russian_and_without_permission(stack: Stack) -> None
         assert "permission" in browser.evaluate("document.getElementById('message').textContent")
     finally:
         browser.close()
+
+
+# Last in the file: it stops the stack the tests above share.
+def test_ctrl_c_stops_every_airflow_process(stack: Stack) -> None:
+    airflow_group = _airflow_group(stack)
+    # What Ctrl-C in the terminal does: SIGINT to standalone.py's own group, which Airflow is not part of.
+    os.killpg(stack.standalone.pid, signal.SIGINT)
+    try:
+        stack.standalone.wait(timeout=45)  # standalone.py waits 20 s after SIGTERM before SIGKILL
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"standalone.py still running 45 s after SIGINT:\n{stack.output.read_text()[-4000:]}")
+    assert stack.standalone.returncode == 0, stack.output.read_text()[-4000:]
+    assert _group(airflow_group) == [], f"left behind: {_group(airflow_group)}"
+    assert _group(stack.standalone.pid) == []
+    assert "every Airflow process has stopped" in stack.output.read_text()
+    assert not _health(stack.port)
