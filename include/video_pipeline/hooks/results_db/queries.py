@@ -3,15 +3,16 @@
 Beside the hook's own statements, so every table and column name is written on the
 results-db side (``api/`` calls these and shapes the rows into its models). Module
 functions rather than ResultsDbHook methods: the pipeline never needs these shapes,
-and the API only ever reads. Each call opens and closes its own connection, so
-the api-server's worker threads never share a psycopg2 transaction.
+and the API only ever reads. Each call takes a connection of its own from the
+process-wide pool (``pool``), so the api-server's worker threads never share a
+transaction, and a request does not pay for a new connection and a cold backend.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from include.video_pipeline.hooks.results_db.hook import ResultsDbHook
+from include.video_pipeline.hooks.results_db import pool
 
 _STATUS_SQL = """
 SELECT v.video_id, v.bucket, v.source_key, v.size_bytes, v.state, v.outcome, v.claims,
@@ -36,14 +37,22 @@ _LIST_COLUMNS = (
 
 
 def _run(conn_id: str, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[dict[str, Any]]:
-    hook = ResultsDbHook(postgres_conn_id=conn_id)
-    try:
-        with hook.cursor() as cur:
-            cur.execute(sql, params)
-            names = [col[0] for col in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        hook.close()
+    """Rows of one read-only statement as dicts.
+
+    On a pooled connection; a connection that broke under the statement (a restart
+    between the pool's check and the query) is retried once on a fresh one: these
+    statements only read.
+    """
+    for attempt in (1, 2):
+        try:
+            with pool.cursor(conn_id) as cur:
+                cur.execute(sql, params)
+                names = [col[0] for col in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        except Exception as exc:
+            if attempt == 2 or not pool.connection_lost(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def video_status_row(conn_id: str, video_id: str) -> dict[str, Any] | None:
