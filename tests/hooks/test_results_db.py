@@ -172,3 +172,19 @@ def test_the_pool_follows_the_connection_to_another_database(results_db: Results
     other = create_database(postgres, "other")
     monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", postgres.dsn(other))
     assert name() == other != before
+
+
+def test_a_pooled_search_keeps_planning_with_its_words(results_db: ResultsDbHook):
+    """psycopg 3 prepares a statement run five times on one connection; its plans stay custom (the words known)."""
+    from include.video_pipeline.hooks.results_db import pool, queries
+
+    pool.close_all()
+    for _ in range(12):
+        queries.search("postgres_default", q="бюджет", state=None, since=None, until=None, limit=5)
+        queries.search("postgres_default", q="budget", state="completed", since=None, until=None, limit=5)
+    rows = queries._run(
+        "postgres_default",
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+        ("%search_documents%",),
+    )
+    assert [r["generic_plans"] for r in rows] == [0] * len(rows), rows
