@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -120,3 +121,70 @@ def test_a_stale_listing_never_takes_over_a_video_finished_since(results_db: Res
         lease_seconds=3600,
         listed_at=results_db.now(),
     )
+
+
+# -- the api-server's connection pool (hooks/results_db/pool.py) -----------------------
+
+
+def _backend_pid(conn_id: str = "postgres_default") -> int:
+    from include.video_pipeline.hooks.results_db import queries
+
+    return queries._run(conn_id, "SELECT pg_backend_pid() AS pid", ())[0]["pid"]
+
+
+def test_the_api_reuses_its_connections(results_db: ResultsDbHook):
+    from include.video_pipeline.hooks.results_db import pool
+
+    first = _backend_pid()
+    assert _backend_pid() == first and pool.idle_count("postgres_default") == 1
+    # Threads at once each get a connection of their own; the pool keeps only a few idle.
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        pids = list(ex.map(lambda _: _backend_pid(), range(40)))
+    assert len(pids) == 40 and 1 <= pool.idle_count("postgres_default") <= pool.IDLE_CONNECTIONS
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced(results_db: ResultsDbHook, monkeypatch):
+    from include.video_pipeline.hooks.results_db import connection, pool
+
+    pool.close_all()
+    old = _backend_pid()
+    with results_db.cursor() as cur:  # what a restart or an idle timeout does to the pooled connection
+        cur.execute("SELECT pg_terminate_backend(%s)", (old,))
+    time.sleep(0.2)
+    new = _backend_pid()  # noticed before use
+    assert new != old
+    # Dropped under the statement itself (after the check before use): retried once, on a new connection.
+    with results_db.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (new,))
+    time.sleep(0.2)
+    monkeypatch.setattr(connection, "_hung_up", lambda conn: False)
+    assert _backend_pid() not in {old, new}
+
+
+def test_the_pool_follows_the_connection_to_another_database(results_db: ResultsDbHook, postgres, monkeypatch):
+    from include.video_pipeline.hooks.results_db import queries
+    from tests.conftest import create_database
+
+    def name() -> str:
+        return queries._run("postgres_default", "SELECT current_database() AS db", ())[0]["db"]
+
+    before = name()
+    other = create_database(postgres, "other")
+    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", postgres.dsn(other))
+    assert name() == other != before
+
+
+def test_a_pooled_search_keeps_planning_with_its_words(results_db: ResultsDbHook):
+    """psycopg 3 prepares a statement run five times on one connection; its plans stay custom (the words known)."""
+    from include.video_pipeline.hooks.results_db import pool, queries
+
+    pool.close_all()
+    for _ in range(12):
+        queries.search("postgres_default", q="бюджет", state=None, since=None, until=None, limit=5)
+        queries.search("postgres_default", q="budget", state="completed", since=None, until=None, limit=5)
+    rows = queries._run(
+        "postgres_default",
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+        ("%search_documents%",),
+    )
+    assert [r["generic_plans"] for r in rows] == [0] * len(rows), rows

@@ -88,8 +88,8 @@ router = APIRouter()
         "PostgreSQL full-text search: each transcript is indexed with its language's configuration "
         "(Russian morphology, English stemming), and the query is parsed with both. `q` takes web-search "
         'syntax: words, "quoted phrases", `or`, `-excluded`. Hits are ranked; `snippet` marks the matched '
-        "words (`hit: true`); `start_seconds` is where a segment hit is said. At most 5,000 matches are "
-        "ranked per query (`truncated` says when there were more)."
+        "words (`hit: true`); `start_seconds` is where a segment hit is said. At most "
+        f"{queries.MAX_CANDIDATES:,} matches are ranked per query (`truncated` says when there were more)."
     ),
 )
 def search(

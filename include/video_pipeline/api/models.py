@@ -176,7 +176,10 @@ class SearchResults(BaseModel):
     limit: int
     considered: int = Field(description="How many matches were ranked for these hits.")
     truncated: bool = Field(
-        description="The words match more places than one query ranks (5,000): add a word or a filter to narrow."
+        description=(
+            "The words match more places than one query ranks: the hits are the best of the `considered`"
+            " matches, an arbitrary part of them. Add a word or a filter to narrow."
+        )
     )
     took_ms: float
 

@@ -13,6 +13,7 @@ importable from this package):
 * ``stage_leads``: reusing a duplicate's stage result and one lead per computation;
 * ``results``: stage runs, media, transcripts, analyses and the manifest;
 * ``queries``: the API's read-only SQL (status, lists, the library, search).
+* ``pool``: the few connections per api-server process that ``queries`` runs on.
 
 The tables themselves are created by the migrations in ``include/video_pipeline/sql/``.
 """

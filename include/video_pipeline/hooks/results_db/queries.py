@@ -3,15 +3,16 @@
 Beside the hook's own statements, so every table and column name is written on the
 results-db side (``api/`` calls these and shapes the rows into its models). Module
 functions rather than ResultsDbHook methods: the pipeline never needs these shapes,
-and the API only ever reads. Each call opens and closes its own connection, so
-the api-server's worker threads never share a psycopg2 transaction.
+and the API only ever reads. Each call takes a connection of its own from the
+process-wide pool (``pool``), so the api-server's worker threads never share a
+transaction, and a request does not pay for a new connection and a cold backend.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from include.video_pipeline.hooks.results_db.hook import ResultsDbHook
+from include.video_pipeline.hooks.results_db import pool
 
 _STATUS_SQL = """
 SELECT v.video_id, v.bucket, v.source_key, v.size_bytes, v.state, v.outcome, v.claims,
@@ -35,15 +36,27 @@ _LIST_COLUMNS = (
 )
 
 
-def _run(conn_id: str, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[dict[str, Any]]:
-    hook = ResultsDbHook(postgres_conn_id=conn_id)
-    try:
-        with hook.cursor() as cur:
-            cur.execute(sql, params)
-            names = [col[0] for col in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        hook.close()
+def _run(
+    conn_id: str, sql: str, params: tuple[Any, ...] | dict[str, Any], *, setup: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Rows of one read-only statement (after ``setup``'s, in the same transaction) as dicts.
+
+    On a pooled connection; a connection that broke under the statement (a restart
+    between the pool's check and the query) is retried once on a fresh one: these
+    statements only read.
+    """
+    for attempt in (1, 2):
+        try:
+            with pool.cursor(conn_id) as cur:
+                for statement in setup:
+                    cur.execute(statement)
+                cur.execute(sql, params)
+                names = [col[0] for col in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        except Exception as exc:
+            if attempt == 2 or not pool.connection_lost(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def video_status_row(conn_id: str, video_id: str) -> dict[str, Any] | None:
@@ -111,40 +124,57 @@ def library(conn_id: str, *, state: str | None, since: Any, until: Any, limit: i
 
 
 # The most matches one query ranks; more means the words are too common to rank all
-# of them within the page's time budget (the response says so: ``truncated``).
-MAX_CANDIDATES = 5000
+# of them within the page's time budget (the response says so: ``truncated``). Ranking
+# reads each candidate's row, about one table page per candidate for a word said here
+# and there, so the cap is what a common word costs: on the 10,000-video bench library
+# 5,000 candidates took p95 80 ms, 2,000 43 ms and 1,000 36 ms (bench/README.md).
+MAX_CANDIDATES = 2000
 
 # Hits are marked with two control characters that no transcript contains, so the
 # API can return the snippet as plain text parts and never as HTML.
 HIT_START, HIT_END = "\x02", "\x03"
 
+# Set in the search's transaction, before it: the query's words must be constants when
+# the statement is planned, or PostgreSQL cannot tell a word said in a quarter of all
+# segments from a rare one (see _SEARCH_SQL). psycopg 3 prepares a statement it ran
+# five times on a connection, and a pooled connection runs it many times; a prepared
+# statement may get a generic plan, made without the words.
+_SEARCH_SETUP = ("SET LOCAL plan_cache_mode = force_custom_plan",)
+
 _SEARCH_SQL = """
-WITH q AS (
+-- Not materialized: the parsed query is folded into a constant where it is used, so the
+-- planner reads the words' frequencies from the index's statistics. A frequent word
+-- (hundreds of thousands of matches) then scans the table in order and stops at the
+-- cap after a few thousand rows, instead of building the GIN bitmap of every match
+-- first; a rare word uses the index.
+WITH q AS NOT MATERIALIZED (
     SELECT websearch_to_tsquery('russian', %(q)s) || websearch_to_tsquery('english', %(q)s)
            || websearch_to_tsquery('simple', %(q)s) AS query
 ), matches AS MATERIALIZED (
-    -- At most MAX_CANDIDATES matches are ranked: ranking reads every match's row, so
-    -- a word said in a quarter of all segments would otherwise cost seconds.
-    SELECT d.id, d.video_id, d.kind, d.start_seconds, d.end_seconds, d.config, d.body, d.tsv
+    -- At most MAX_CANDIDATES matches are ranked, ranked as they are read: only the
+    -- rank and where the match is travel on, not each candidate's text and tsvector.
+    SELECT d.id, d.video_id, d.kind, d.start_seconds,
+           -- What was said comes before a video's name, summary and tags at equal relevance:
+           -- the page is for finding the moment.
+           ts_rank(d.tsv, q.query) * CASE WHEN d.kind = 'segment' THEN 1.0 ELSE 0.5 END AS rank
       FROM search_documents d {join}, q
      WHERE d.tsv @@ q.query {where}
      LIMIT %(candidates)s
 ), hits AS (
-    SELECT m.id, m.video_id, m.kind, m.start_seconds, m.end_seconds, m.config, m.body,
-           -- What was said comes before a video's name, summary and tags at equal relevance:
-           -- the page is for finding the moment.
-           ts_rank(m.tsv, q.query) * CASE WHEN m.kind = 'segment' THEN 1.0 ELSE 0.5 END AS rank
-      FROM matches m, q
-     ORDER BY rank DESC, m.video_id, m.start_seconds NULLS FIRST
+    SELECT m.id, m.video_id, m.kind, m.start_seconds, m.rank
+      FROM matches m
+     ORDER BY m.rank DESC, m.video_id, m.start_seconds NULLS FIRST
      LIMIT %(limit)s
 )
-SELECT h.video_id, h.kind, h.start_seconds, h.end_seconds, h.rank,
+SELECT h.video_id, h.kind, h.start_seconds, d.end_seconds, h.rank,
        (SELECT count(*) FROM matches) AS considered,
-       ts_headline(h.config, h.body, q.query,
+       ts_headline(d.config, d.body, q.query,
                    'StartSel=' || chr(2) || ', StopSel=' || chr(3)
                    || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "') AS snippet,
        v.source_key, v.state, t.language, t.duration_seconds
-  FROM hits h JOIN videos v USING (video_id)
+  FROM hits h
+  JOIN search_documents d ON d.id = h.id
+  JOIN videos v ON v.video_id = h.video_id
   LEFT JOIN LATERAL (SELECT language, duration_seconds FROM transcripts
                       WHERE video_id = v.video_id AND is_current ORDER BY updated_at DESC LIMIT 1) t ON true, q
  ORDER BY h.rank DESC, h.video_id, h.start_seconds NULLS FIRST
@@ -161,7 +191,7 @@ def _search_filters(state: str | None, since: Any, until: Any) -> tuple[str, dic
 
 
 def search_sql(*, state: str | None, since: Any, until: Any) -> str:
-    """The SQL of :func:`search` (bench/bench_search.py times exactly this)."""
+    """The SQL of :func:`search` (bench/bench_search.py shows its plan)."""
     where = _search_filters(state, since, until)[0]
     # The ledger is only joined when a filter needs it: one less lookup per match.
     return _SEARCH_SQL.format(where=where, join="JOIN videos v USING (video_id)" if where else "")
@@ -179,7 +209,8 @@ def search(conn_id: str, *, q: str, state: str | None, since: Any, until: Any, l
     matches the parse that stems the same way (the GIN index serves all three).
     """
     sql = search_sql(state=state, since=since, until=until)
-    return _run(conn_id, sql, search_params(q=q, state=state, since=since, until=until, limit=limit))
+    params = search_params(q=q, state=state, since=since, until=until, limit=limit)
+    return _run(conn_id, sql, params, setup=_SEARCH_SETUP)
 
 
 _RUN_OVERVIEW_SQL = """
