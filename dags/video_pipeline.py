@@ -46,7 +46,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.video_pipeline.config import MAX_BATCH_SIZE, load_settings
 from include.video_pipeline.core import pools
-from include.video_pipeline.operators.analyze import VideoAnalyzeOperator
+from include.video_pipeline.operators.analyze import VideoAnalyzeOperator, provider_conn_id
 from include.video_pipeline.operators.publish import VideoPublishOperator
 from include.video_pipeline.operators.sensors import pending_uploads_sensor
 from include.video_pipeline.operators.transcode import VideoTranscodeOperator
@@ -60,6 +60,14 @@ default_args = {
     "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
+}
+
+# The Airflow connections every per-video task uses: the bucket (S3 or GCS) and
+# the results database that is the ledger.
+CONNECTIONS = {
+    "aws_conn_id": SETTINGS.aws_conn_id,
+    "gcp_conn_id": SETTINGS.analysis.gcp_conn_id,
+    "postgres_conn_id": SETTINGS.results_conn_id,
 }
 
 
@@ -139,14 +147,25 @@ def video_pipeline() -> None:
     @task_group(group_id="video")
     def process_video(video: Any) -> None:
         media = VideoTranscodeOperator(
-            task_id="transcode", video=video, pool=pools.TRANSCODE.name, execution_timeout=timedelta(hours=6)
+            task_id="transcode",
+            video=video,
+            **CONNECTIONS,
+            pool=pools.TRANSCODE.name,
+            execution_timeout=timedelta(hours=6),
         )
         transcript = VideoTranscribeOperator(
-            task_id="transcribe", video=video, pool=pools.TRANSCRIBE.name, execution_timeout=timedelta(hours=6)
+            task_id="transcribe",
+            video=video,
+            **CONNECTIONS,
+            pool=pools.TRANSCRIBE.name,
+            execution_timeout=timedelta(hours=6),
         )
         analysis = VideoAnalyzeOperator(
             task_id="analyze",
             video=video,
+            **CONNECTIONS,
+            # Gemini's, Vertex AI's or the OpenAI-compatible server's, as the settings' analyzer says.
+            analysis_conn_id=provider_conn_id(SETTINGS.analysis),
             transcript=transcript.output,
             # Multimodal: the poster and thumbnails are part of the input, so the analysis
             # waits for transcode (an XCom dependency) instead of racing it.
@@ -157,6 +176,7 @@ def video_pipeline() -> None:
         VideoPublishOperator(
             task_id="publish",
             video=video,
+            **CONNECTIONS,
             media=media.output,
             transcript=transcript.output,
             analysis=analysis.output,

@@ -171,3 +171,16 @@ def test_the_plugin_registers_the_outputs_link():
     from plugins.video_pipeline_plugin import VideoPipelinePlugin
 
     assert [link.name for link in VideoPipelinePlugin.operator_extra_links] == ["Outputs"]
+
+
+def test_per_video_tasks_name_their_connections(dag):
+    """Connection ids are template fields (as provider operators have them), from the settings by default."""
+    for task_id in ("video.transcode", "video.transcribe", "video.analyze", "video.publish"):
+        task = dag.get_task(task_id)
+        assert {"aws_conn_id", "gcp_conn_id", "postgres_conn_id"} <= set(task.template_fields), task_id
+        assert (task.aws_conn_id, task.gcp_conn_id, task.postgres_conn_id) == (
+            "aws_default",
+            "google_cloud_default",
+            "postgres_default",
+        ), task_id
+    assert dag.get_task("video.analyze").analysis_conn_id == "gemini_default"

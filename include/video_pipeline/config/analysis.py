@@ -89,8 +89,11 @@ class AnalysisSettings:
         return self.gemini_batch == "reprocess" and reprocess_mode != "none"
 
 
-def _prices(name: str, raw: str | None) -> tuple[tuple[str, float, float] | tuple[str, float, float, float], ...]:
+def _prices(
+    env: Mapping[str, str], name: str
+) -> tuple[tuple[str, float, float] | tuple[str, float, float, float], ...]:
     """``{"model-prefix": [input, output] or [input, output, cached input], ...}`` in USD per million tokens."""
+    raw = read_str(env, name)
     if raw is None:
         return ()
     try:
@@ -169,8 +172,7 @@ def load_analysis_settings(env: Mapping[str, str]) -> AnalysisSettings:
         backoff_base_seconds=backoff_base,
         backoff_max_seconds=backoff_max,
         max_total_wait_seconds=read_float(env, "VIDEO_PIPELINE_ANALYSIS_MAX_RETRY_WAIT_SECONDS", 300.0, minimum=0.0),
-        # Read with _get (not inside _prices) so the .env.example coverage scan sees the name.
-        prices=_prices("VIDEO_PIPELINE_PRICES_JSON", read_str(env, "VIDEO_PIPELINE_PRICES_JSON")),
+        prices=_prices(env, "VIDEO_PIPELINE_PRICES_JSON"),
         budget_usd_per_day=_budget(env, "VIDEO_PIPELINE_BUDGET_USD_PER_DAY"),
         budget_usd_per_video=_budget(env, "VIDEO_PIPELINE_BUDGET_USD_PER_VIDEO"),
         requests_per_minute=read_int(env, "VIDEO_PIPELINE_GEMINI_RPM", 60, minimum=0),

@@ -68,8 +68,9 @@ def read_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[
     return value
 
 
-def parse_heights(name: str, raw: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+def read_heights(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     """``360,720,1080`` -> (360, 720, 1080): sorted, without repeats, each 144..4320."""
+    raw = read_str(env, name)
     if raw is None:
         return default
     heights = set()

@@ -12,10 +12,10 @@ from typing import Literal
 from include.video_pipeline.config.analysis import AnalysisSettings, load_analysis_settings
 from include.video_pipeline.config.readers import (
     ConfigError,
-    parse_heights,
     read_bool,
     read_choice,
     read_float,
+    read_heights,
     read_int,
     read_prefix,
     read_str,
@@ -149,12 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_duration_seconds=read_int(env, "VIDEO_PIPELINE_MAX_DURATION_SECONDS", 4 * 3600, minimum=1),
         max_video_pixels=read_int(env, "VIDEO_PIPELINE_MAX_VIDEO_PIXELS", 8192 * 8192, minimum=16 * 16),
         hls=read_bool(env, "VIDEO_PIPELINE_HLS", False),
-        # Read with _get (not inside _heights) so the .env.example coverage scan sees the name.
-        hls_renditions=parse_heights(
-            "VIDEO_PIPELINE_HLS_RENDITIONS",
-            read_str(env, "VIDEO_PIPELINE_HLS_RENDITIONS"),
-            TranscodeSettings.hls_renditions,
-        ),
+        hls_renditions=read_heights(env, "VIDEO_PIPELINE_HLS_RENDITIONS", TranscodeSettings.hls_renditions),
         hls_segment_seconds=read_int(env, "VIDEO_PIPELINE_HLS_SEGMENT_SECONDS", 4, minimum=1, maximum=30),
     )
     whisper = WhisperSettings(

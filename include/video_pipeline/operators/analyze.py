@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from include.video_pipeline.config import AnalysisSettings, load_settings
+from include.video_pipeline.core import outputs
+from include.video_pipeline.core.stage_outputs import AnalysisOutput, MediaOutput, TranscriptOutput
 from include.video_pipeline.core.transcript import Transcript
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.pipeline.staging import stage_bytes, staging_key
@@ -15,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # What the transcode stage leaves in staging that a model can look at: the poster
 # frame and the thumbnail sheet (one JPEG of small frames at regular intervals).
-IMAGE_NAMES = ("poster.jpg", "thumbnails.jpg")
+IMAGE_NAMES = outputs.IMAGES
 # Inline images share one request with the transcript (Gemini caps a request at
 # 20 MB); a sheet of a long 4K video could be big, and it is a hint, not the input.
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
@@ -28,53 +32,61 @@ class VideoAnalyzeOperator(VideoStageOperator):
         the transcript itself is read from staging).
     :param media: the transcode stage's result, given (and so waited for) when the analysis is
         multimodal: the poster and thumbnail sheet it lists are the images the model sees.
+    :param analysis_conn_id: the Airflow connection of the analysis provider: Gemini's
+        (``VIDEO_PIPELINE_GEMINI_CONN_ID``), Vertex AI's (``VIDEO_PIPELINE_GCP_CONN_ID``) or the
+        OpenAI-compatible server's (``VIDEO_PIPELINE_OPENAI_CONN_ID``), as the settings' analyzer says.
     """
 
     stage = "analyze"
     ui_color = "#f3e8fb"
-    template_fields = ("video", "transcript", "media")
+    template_fields = (*VideoStageOperator.template_fields, "transcript", "media", "analysis_conn_id")
 
-    def __init__(self, *, transcript: Any, media: Any = None, **kwargs: Any):
+    def __init__(self, *, transcript: Any, media: Any = None, analysis_conn_id: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.transcript = transcript
         self.media = media
+        self.analysis_conn_id = analysis_conn_id or provider_conn_id(load_settings().analysis)
+
+    def analysis_settings(self, ctx: StageContext) -> AnalysisSettings:
+        """The run's analysis settings, with this task's provider connection."""
+        return with_provider_conn_id(ctx.settings.analysis, self.analysis_conn_id)
 
     def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
         from include.video_pipeline.core.analysis import PROMPT_VERSION
         from include.video_pipeline.hooks.analyzers import build_analyzer
 
-        transcript_file = next(
-            (f for f in (self.transcript or {}).get("files", []) if f["name"] == "transcript.json"), None
-        )
+        transcript_file = TranscriptOutput.from_dict(self.transcript).file(outputs.TRANSCRIPT_JSON)
         if transcript_file is None:
             return None
-        analyzer = build_analyzer(ctx.settings.analysis)
+        settings = self.analysis_settings(ctx)
+        analyzer = build_analyzer(settings)
         return transcript_file["sha256"], {
             "analyzer": analyzer.name,
             "model": getattr(getattr(analyzer, "hook", None), "model", None),
             "prompt_version": PROMPT_VERSION,
-            "output_language": ctx.params.get("output_language") or ctx.settings.analysis.output_language,
-            "multimodal": ctx.settings.analysis.multimodal,
+            "output_language": ctx.params.get("output_language") or settings.output_language,
+            "multimodal": settings.multimodal,
             # Which images the model saw is part of what made the analysis: a result made
             # without them is never reused for a run that had them, nor the other way round.
-            **({"images": image_hashes(self.media)} if ctx.settings.analysis.multimodal else {}),
+            **({"images": image_hashes(self.media)} if settings.multimodal else {}),
         }
 
-    def run_stage(self, ctx: StageContext) -> dict[str, Any]:
+    def run_stage(self, ctx: StageContext) -> AnalysisOutput:
         from include.video_pipeline.core.analysis import unavailable_analysis
         from include.video_pipeline.hooks.analyzers import build_analyzer
         from include.video_pipeline.hooks.llm_base import ProviderUnavailable
         from include.video_pipeline.hooks.provider_state import ProviderState
 
         video = ctx.video
-        raw = ctx.store.get_bytes(staging_key(ctx.settings, video.video_id, "transcript.json"))
+        settings = self.analysis_settings(ctx)
+        raw = ctx.store.get_bytes(staging_key(ctx.settings, video.video_id, outputs.TRANSCRIPT_JSON))
         transcript = Transcript.from_dict(json.loads(raw))
-        output_language = ctx.params.get("output_language") or ctx.settings.analysis.output_language
+        output_language = ctx.params.get("output_language") or settings.output_language
         # Rate limit, retired models and spend are shared with every other task (results DB).
-        state = ProviderState.for_analysis(ctx.db, ctx.settings.analysis, run_id=ctx.run_id, video_id=video.video_id)
+        state = ProviderState.for_analysis(ctx.db, settings, run_id=ctx.run_id, video_id=video.video_id)
         try:
-            analyzer = build_analyzer(ctx.settings.analysis, state=state)
-            images = load_images(ctx, self.media) if ctx.settings.analysis.multimodal else []
+            analyzer = build_analyzer(settings, state=state)
+            images = load_images(ctx, self.media) if settings.multimodal else []
             result = analyzer.analyze(
                 transcript, title=video.name, output_language=output_language or None, images=images
             )
@@ -82,7 +94,6 @@ class VideoAnalyzeOperator(VideoStageOperator):
             # The provider fails for everyone (key, model, region): not this video's fault.
             # It completes with its media and transcript; reprocess=failed adds the analysis later.
             self.log.error("Analysis unavailable (%s): %s; publishing without it", exc.reason, exc)
-            settings = ctx.settings.analysis
             openai = settings.analyzer == "openai-compatible"
             result = unavailable_analysis(
                 transcript,
@@ -93,26 +104,48 @@ class VideoAnalyzeOperator(VideoStageOperator):
                 output_language=output_language or None,
             )
             images = []
-        if ctx.settings.analysis.multimodal and not images:
+        if settings.multimodal and not images:
             result = dataclasses.replace(result, flags=(*result.flags, "images_unavailable"))
         payload = json.dumps(result.to_dict(), ensure_ascii=False, indent=2).encode("utf-8")
-        staged = stage_bytes(ctx.store, ctx.settings, video.video_id, "analysis.json", payload)
-        return {
-            "files": [staged.to_dict()],
-            "analyzer": result.analyzer,
-            "model": result.model,
-            "language": result.language,
-            "flags": list(result.flags),
-            "cost_usd": result.usage.cost_usd,
-            "cacheable": result.unavailable is None,
-        }
+        staged = stage_bytes(ctx.store, ctx.settings, video.video_id, outputs.ANALYSIS, payload)
+        return AnalysisOutput(
+            files=[staged.to_dict()],
+            analyzer=result.analyzer,
+            model=result.model,
+            language=result.language,
+            flags=list(result.flags),
+            cost_usd=result.usage.cost_usd,
+            cacheable=result.unavailable is None,
+        )
 
 
-def image_hashes(media: Any) -> list[list[str]] | None:
+def provider_conn_id(settings: AnalysisSettings) -> str:
+    """The connection of the provider the settings' analyzer uses (Gemini's for ``auto`` and ``offline``)."""
+    if settings.analyzer == "vertex":
+        return settings.gcp_conn_id
+    if settings.analyzer == "openai-compatible":
+        return settings.openai_conn_id
+    return settings.gemini_conn_id
+
+
+def with_provider_conn_id(settings: AnalysisSettings, conn_id: str | None) -> AnalysisSettings:
+    """``settings`` with ``conn_id`` as the connection of the provider its analyzer uses."""
+    if not conn_id:
+        return settings
+    if settings.analyzer == "vertex":
+        return dataclasses.replace(settings, gcp_conn_id=conn_id)
+    if settings.analyzer == "openai-compatible":
+        return dataclasses.replace(settings, openai_conn_id=conn_id)
+    return dataclasses.replace(settings, gemini_conn_id=conn_id)
+
+
+def image_hashes(media: MediaOutput | Mapping[str, Any] | None) -> list[list[str]] | None:
     """(name, SHA-256) of the images the analysis sends, from the transcode result; None without one."""
-    if not isinstance(media, dict):
+    if isinstance(media, Mapping):
+        media = MediaOutput.from_dict(media)
+    if not isinstance(media, MediaOutput):
         return None
-    files = {f["name"]: f for f in media.get("files", [])}
+    files = {f["name"]: f for f in media.files}
     return [
         [name, files[name]["sha256"]]
         for name in IMAGE_NAMES
@@ -120,7 +153,7 @@ def image_hashes(media: Any) -> list[list[str]] | None:
     ]
 
 
-def load_images(ctx: StageContext, media: Any) -> list[bytes]:
+def load_images(ctx: StageContext, media: MediaOutput | Mapping[str, Any] | None) -> list[bytes]:
     """The poster and thumbnail sheet the transcode stage produced, from staging.
 
     With multimodal analysis on, the DAG runs ``analyze`` after ``transcode``

@@ -1,129 +1,110 @@
-"""What every per-video stage shares: outcome bookkeeping, timings and the state-move callbacks.
+"""What every per-video stage shares: connections, outcome mapping and the state-move callbacks.
 
-How a video's problems show in a run:
+The work of a stage execution (ownership, lease, ledger, timings, duplicates'
+results) is the service layer's ``StageRunner`` (``pipeline/stage_runner.py``,
+which also says how each kind of problem shows in a run); here its
+``StageOutcome`` becomes an Airflow outcome:
 
-* bad input (``InputRejected``): the stage records the reason and *skips*; the
-  rest of the video's group is skipped, the video moves to ``failed/`` with its
-  reason, and the run stays green: nothing an operator can fix.
-* provider quota exhausted (``QuotaExhausted``): the stage skips and the video
-  goes back to ``pending/`` for the next run.
-* ``PermanentError`` (e.g. an invalid API key): fails at once, no retries.
-* anything else: an infrastructure error; Airflow retries it, and when retries
-  run out the video moves to ``failed/`` and ``reconcile`` turns the run red.
+* done or reused: the result dict is the return value (XCom);
+* waiting for a duplicate's result: the task defers and looks again;
+* skipped, rejected, requeued: ``AirflowSkipException``;
+* failed permanently: ``AirflowFailException`` (no retries);
+* failed transiently: the error itself, so Airflow retries it.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import logging
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from include.video_pipeline.config import Settings, load_settings
-from include.video_pipeline.core.errors import FailureReport, InputRejected, PermanentError, QuotaExhausted
+from include.video_pipeline.core.errors import FailureReport
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
 from include.video_pipeline.operators.links import VideoOutputsLink
-from include.video_pipeline.pipeline.cache import WAIT_POLL_SECONDS, DuplicateInProgress
+from include.video_pipeline.pipeline.cache import WAIT_POLL_SECONDS
 from include.video_pipeline.pipeline.lifecycle import ClaimedVideo, VideoLifecycle
-from include.video_pipeline.storage.base import ObjectStore
+from include.video_pipeline.pipeline.stage_runner import (
+    CacheInput,
+    Outcome,
+    StageContext,
+    StageOutcome,
+    StageResult,
+    StageRunner,
+)
+
+__all__ = ["StageContext", "VideoStageOperator", "settle_after_failure", "settle_video"]
 
 log = logging.getLogger(__name__)
-
-
-class StageContext:
-    """The hooks and facts a stage needs, built once per task execution."""
-
-    def __init__(self, settings: Settings, video: ClaimedVideo, run_id: str, try_number: int, params: dict[str, Any]):
-        self.settings = settings
-        self.video = video
-        self.run_id = run_id
-        self.try_number = try_number
-        self.params = params
-        self.db = ResultsDbHook(postgres_conn_id=settings.results_conn_id)
-        self._store: ObjectStore | None = None
-
-    @property
-    def store(self) -> ObjectStore:
-        if self._store is None:
-            self._store = ObjectStoreHook(settings=self.settings).get_store()
-        return self._store
 
 
 class VideoStageOperator(BaseOperator):
     """Base for the per-video stages; subclasses implement ``run_stage``.
 
     :param video: the claimed video (a ``ClaimedVideo`` as a dict, from the claim task).
+    :param aws_conn_id: the Airflow connection of the S3 bucket (S3 storage).
+    :param gcp_conn_id: the Airflow connection of the GCS bucket (GCS storage).
+    :param postgres_conn_id: the Airflow connection of the results database (the ledger).
+
+    The connection ids default to the settings' (``VIDEO_PIPELINE_AWS_CONN_ID``,
+    ``VIDEO_PIPELINE_GCP_CONN_ID``, ``VIDEO_PIPELINE_RESULTS_CONN_ID``).
     """
 
     stage: str = "stage"
-    template_fields: Sequence[str] = ("video",)
+    template_fields: Sequence[str] = ("video", "aws_conn_id", "gcp_conn_id", "postgres_conn_id")
     ui_color = "#e8f1fb"
     operator_extra_links = (VideoOutputsLink(),)
 
-    def __init__(self, *, video: Any, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        video: Any,
+        aws_conn_id: str | None = None,
+        gcp_conn_id: str | None = None,
+        postgres_conn_id: str | None = None,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("map_index_template", "{{ video_label }}")
         kwargs.setdefault("doc_md", inspect.cleandoc(type(self).__doc__ or ""))  # shown on the task in the UI
         kwargs.setdefault("on_failure_callback", settle_after_failure)
         kwargs.setdefault("on_skipped_callback", settle_video)
         super().__init__(**kwargs)
         self.video = video
+        if aws_conn_id is None or gcp_conn_id is None or postgres_conn_id is None:
+            defaults = load_settings()  # environment only: no I/O at parse time
+            aws_conn_id = defaults.aws_conn_id if aws_conn_id is None else aws_conn_id
+            gcp_conn_id = defaults.analysis.gcp_conn_id if gcp_conn_id is None else gcp_conn_id
+            postgres_conn_id = defaults.results_conn_id if postgres_conn_id is None else postgres_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.gcp_conn_id = gcp_conn_id
+        self.postgres_conn_id = postgres_conn_id
 
     @abc.abstractmethod
-    def run_stage(self, ctx: StageContext) -> dict[str, Any]:
-        """The stage's work; returns the small result that crosses XCom."""
+    def run_stage(self, ctx: StageContext) -> StageResult:
+        """The stage's work; returns the small result that crosses XCom (as its ``to_dict``)."""
 
-    def cache_input(self, ctx: StageContext) -> tuple[str, dict[str, Any]] | None:
+    def cache_input(self, ctx: StageContext) -> CacheInput:
         """(SHA-256 of the stage's input, settings that shape its output), or None if not cacheable."""
         return None
 
+    def runner(self) -> StageRunner:
+        return StageRunner(self.stage, compute=self.run_stage, cache_input=self.cache_input)
+
+    def stage_settings(self) -> Settings:
+        """The pipeline settings, with this task's connections."""
+        return with_connections(load_settings(), self)
+
     def _run_or_reuse(self, ctx: StageContext) -> tuple[dict[str, Any], str | None, str | None]:
-        """Run the stage, or reuse a duplicate's result; returns (result, cache key, reused from).
-
-        Raises ``DuplicateInProgress`` while another video computes the same result
-        (see ``include.video_pipeline.pipeline.cache``); a computing stage holds the lead on
-        its key until ``execute`` has recorded its result.
-        """
-        from include.video_pipeline.pipeline.cache import (
-            LEAD_SECONDS,
-            DuplicateInProgress,
-            restore_cached_result,
-            stage_cache_key,
-        )
-
-        cache_input = self.cache_input(ctx)
-        if cache_input is None:
-            return self.run_stage(ctx), None, None
-        key = stage_cache_key(self.stage, *cache_input)
-        vid = ctx.video.video_id
-        hit = ctx.db.cached_stage_result(self.stage, key, exclude_video_id=vid)
-        if hit is not None:
-            try:
-                result = restore_cached_result(ctx.store, ctx.settings, vid, hit)
-                if hit.get("media") and self.stage == "transcode":
-                    ctx.db.save_media(vid, hit["media"])  # the report's size and duration facts
-                # Named by the video that computed it, also when the hit itself was a reuse.
-                return result, key, (hit["details"] or {}).get("reused_from") or hit["video_id"]
-            except Exception:
-                # The earlier outputs may have been deleted or expired: compute instead.
-                self.log.warning("Cached result of %s is unusable; running the stage", hit["video_id"], exc_info=True)
-        else:
-            leader = ctx.db.take_stage_lead(
-                cache_key=key, stage=self.stage, video_id=vid, run_id=ctx.run_id, lease_seconds=LEAD_SECONDS
-            )
-            if leader is not None:
-                raise DuplicateInProgress(leader)
-        try:
-            return self.run_stage(ctx), key, None
-        except BaseException:
-            ctx.db.release_stage_lead(key, vid)
-            raise
+        """Run the stage, or reuse a duplicate's result (see ``StageRunner.run_or_reuse``)."""
+        return self.runner().run_or_reuse(ctx)
 
     def resume_after_duplicate(self, context: Any, event: Any = None, **_: Any) -> dict[str, Any]:
         """Back from waiting for a duplicate's result: look again (reuse it, or compute)."""
@@ -132,78 +113,45 @@ class VideoStageOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         video = ClaimedVideo.from_xcom(self.video)
         context["video_label"] = _label(video.name)  # the grid shows the file name, not a map index
-        ti = context["ti"]
-        ctx = StageContext(load_settings(), video, context["run_id"], ti.try_number, dict(context["params"]))
-        row = ctx.db.get_video(video.video_id)
-        if row is None or row["state"] != "processing" or row["claim_run_id"] != ctx.run_id:
-            raise AirflowSkipException(f"{video.name}: no longer claimed by this run; nothing to do")
-        if row["outcome"] in {"failed", "requeue"}:
-            raise AirflowSkipException(f"{video.name}: already {row['outcome']} in another stage")
-        ctx.db.renew_lease(video.video_id, ctx.settings.processing_lease_seconds)
-
-        started_at = datetime.now(UTC)
-        started = time.monotonic()
-
-        def record(status: str, details: dict[str, Any] | None = None, cache_key: str | None = None) -> None:
-            ctx.db.record_stage(
-                video_id=video.video_id,
-                stage=self.stage,
-                run_id=ctx.run_id,
-                try_number=ctx.try_number,
-                status=status,
-                started_at=started_at,
-                seconds=time.monotonic() - started,
-                details=details,
-                cache_key=cache_key,
-            )
-
-        try:
-            result, cache_key, reused_from = self._run_or_reuse(ctx)
-        except DuplicateInProgress as wait:
+        ctx = StageContext(
+            self.stage_settings(), video, context["run_id"], context["ti"].try_number, dict(context["params"])
+        )
+        outcome = self.runner().run(ctx)
+        if outcome.kind in (Outcome.DONE, Outcome.REUSED):
+            assert outcome.result is not None
+            return outcome.result
+        if outcome.kind is Outcome.WAITING:
             # Deferring frees the worker and pool slots while the duplicate works, so the
             # wait never holds up unrelated videos; the task resumes and looks again.
-            self.log.info("%s: %s; waiting %d s for its result", video.name, wait, WAIT_POLL_SECONDS)
+            self.log.info("%s; waiting %d s for its result", outcome.message, WAIT_POLL_SECONDS)
             from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 
             self.defer(
                 trigger=TimeDeltaTrigger(timedelta(seconds=WAIT_POLL_SECONDS)), method_name="resume_after_duplicate"
             )
-        except InputRejected as exc:
-            report = self._report(exc, ctx)
-            ctx.db.record_error(video.video_id, report)
-            ctx.db.set_outcome(video.video_id, "failed", report)
-            record("rejected", {"reason": exc.reason.value})
-            raise AirflowSkipException(f"{video.name} rejected ({exc.reason.value}): {exc.message}") from exc
-        except QuotaExhausted as exc:
-            ctx.db.record_error(video.video_id, self._report(exc, ctx))
-            ctx.db.set_outcome(video.video_id, "requeue")
-            record("requeued")
-            raise AirflowSkipException(f"{video.name}: {exc}; back to pending/ for the next run") from exc
-        except PermanentError as exc:
-            ctx.db.record_error(video.video_id, self._report(exc, ctx))
-            record("failed")
-            raise AirflowFailException(f"{video.name}: {exc}") from exc
-        except Exception as exc:
-            ctx.db.record_error(video.video_id, self._report(exc, ctx))
-            record("failed")
-            raise
-        finally:
-            ctx.db.close()
-        # A result that says it must not be reused (an analysis the provider could not
-        # make) is recorded without its cache key, so no duplicate upload inherits it.
-        record(
-            "success",
-            {"result": result, "reused_from": reused_from},
-            cache_key if result.get("cacheable", True) else None,
-        )
-        if cache_key is not None and reused_from is None:
-            ctx.db.release_stage_lead(cache_key, video.video_id)  # after the record: duplicates now find it
-        ctx.db.close()
-        return result
+        _raise_for(outcome)
 
-    def _report(self, exc: BaseException, ctx: StageContext) -> FailureReport:
-        report = FailureReport.from_exception(exc, stage=self.stage, attempt=ctx.try_number)
-        return FailureReport(**{**report.to_dict(), "video_id": ctx.video.video_id, "source_key": ctx.video.rel_key})
+
+def _raise_for(outcome: StageOutcome) -> NoReturn:
+    """An outcome that is not a result, as Airflow understands it."""
+    if outcome.kind in (Outcome.SKIPPED, Outcome.REJECTED, Outcome.REQUEUED):
+        raise AirflowSkipException(outcome.message) from outcome.error
+    if outcome.kind is Outcome.FAILED_PERMANENT:
+        raise AirflowFailException(outcome.message) from outcome.error
+    if outcome.kind is Outcome.FAILED_TRANSIENT and outcome.error is not None:
+        raise outcome.error  # Airflow retries it; the traceback is the stage's own
+    raise RuntimeError(f"unexpected stage outcome {outcome.kind}: {outcome.message}")
+
+
+def with_connections(settings: Settings, task: Any) -> Settings:
+    """``settings`` with the connection ids a stage task was given (the settings' own where it has none)."""
+    gcp_conn_id = getattr(task, "gcp_conn_id", None) or settings.analysis.gcp_conn_id
+    return dataclasses.replace(
+        settings,
+        aws_conn_id=getattr(task, "aws_conn_id", None) or settings.aws_conn_id,
+        results_conn_id=getattr(task, "postgres_conn_id", None) or settings.results_conn_id,
+        analysis=dataclasses.replace(settings.analysis, gcp_conn_id=gcp_conn_id),
+    )
 
 
 # Airflow stores the rendered map index in a varchar(250): a longer file name would
@@ -226,7 +174,8 @@ def _video_from_context(context: Any) -> ClaimedVideo | None:
     return None
 
 
-def _lifecycle(settings: Settings) -> tuple[VideoLifecycle, ResultsDbHook]:
+def _lifecycle(context: Any) -> tuple[VideoLifecycle, ResultsDbHook]:
+    settings = with_connections(load_settings(), context.get("task"))
     db = ResultsDbHook(postgres_conn_id=settings.results_conn_id)
     store = ObjectStoreHook(settings=settings).get_store()
     return VideoLifecycle(settings, store, db), db
@@ -237,7 +186,7 @@ def settle_video(context: Any) -> None:
     video = _video_from_context(context)
     if video is None:
         return
-    lifecycle, db = _lifecycle(load_settings())
+    lifecycle, db = _lifecycle(context)
     try:
         lifecycle.settle(video.video_id)
     finally:
@@ -249,15 +198,12 @@ def settle_after_failure(context: Any) -> None:
     video = _video_from_context(context)
     if video is None:
         return
-    settings = load_settings()
-    lifecycle, db = _lifecycle(settings)
+    lifecycle, db = _lifecycle(context)
     try:
-        row = db.get_video(video.video_id) or {}
-        last = row.get("last_error") or {}
-        report = (
-            FailureReport.from_dict(last)
-            if last
-            else FailureReport(
+        lifecycle.fail_with_last_error(
+            video.video_id,
+            # Only when no stage recorded an error (it failed before it could).
+            FailureReport(
                 stage=getattr(context.get("task"), "stage", "unknown"),
                 error_class="TaskFailed",
                 message=str(context.get("exception") or "the task failed"),
@@ -265,8 +211,7 @@ def settle_after_failure(context: Any) -> None:
                 reason="task_failed",
                 video_id=video.video_id,
                 source_key=video.rel_key,
-            )
+            ),
         )
-        lifecycle.fail(video.video_id, report)
     finally:
         db.close()

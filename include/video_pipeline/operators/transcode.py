@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from include.video_pipeline.core.media import HLS_DIR, HLS_MASTER_NAME
+from include.video_pipeline.core.stage_outputs import MediaOutput
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
 from include.video_pipeline.pipeline.staging import fetch_source, source_sha256, stage_files
 
@@ -39,7 +40,7 @@ class VideoTranscodeOperator(VideoStageOperator):
             settings = {k: v for k, v in settings.items() if not k.startswith("hls")}
         return content_hash(ctx), {"transcode": settings, "output_rule": OUTPUT_RULE_VERSION}
 
-    def run_stage(self, ctx: StageContext) -> dict[str, Any]:
+    def run_stage(self, ctx: StageContext) -> MediaOutput:
         from include.video_pipeline.hooks.ffmpeg import FfmpegHook
 
         video = ctx.video
@@ -60,21 +61,17 @@ class VideoTranscodeOperator(VideoStageOperator):
         ctx.db.save_media(video.video_id, media)
         if result.flags:
             ctx.db.add_media_flags(video.video_id, result.flags)
-        outcome: dict[str, Any] = {
-            "files": [f.to_dict() for f in staged],
-            # The published file's real length; a container header can claim hours it does not hold.
-            "duration": result.duration or info.duration,
-            "has_video": info.has_video,
-            "has_audio": info.has_audio,
-            "remuxed": bool(result.remuxed),
-            # Carried in the result so a duplicate that reuses it publishes the same facts.
-            "audio_tracks": list(result.audio_tracks),
-            "media_flags": dict(result.flags),
-        }
-        if result.hls is not None:
+        return MediaOutput(
+            files=[f.to_dict() for f in staged],
+            duration=result.duration or info.duration,
+            has_video=info.has_video,
+            has_audio=info.has_audio,
+            remuxed=bool(result.remuxed),
+            audio_tracks=list(result.audio_tracks),
+            media_flags=dict(result.flags),
             # Shown in the manifest's "media": where a player starts.
-            outcome["hls"] = f"{HLS_DIR}/{HLS_MASTER_NAME}"
-        return outcome
+            hls=f"{HLS_DIR}/{HLS_MASTER_NAME}" if result.hls is not None else None,
+        )
 
 
 def _jsonable(result: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from include.video_pipeline.core.audio_tracks import (
     needs_speech_measurement,
 )
 from include.video_pipeline.core.media import MediaInfo
+from include.video_pipeline.core.stage_outputs import TranscriptOutput
 from include.video_pipeline.core.subtitles import TranscriptFormat, render
 from include.video_pipeline.core.transcript import Transcript, TranscriptQuality, model_identity
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
@@ -55,7 +56,7 @@ class VideoTranscribeOperator(VideoStageOperator):
             "track_rule": TRACK_RULE_VERSION,
         }
 
-    def run_stage(self, ctx: StageContext) -> dict[str, Any]:
+    def run_stage(self, ctx: StageContext) -> TranscriptOutput:
         from include.video_pipeline.hooks.ffmpeg import FfmpegHook
         from include.video_pipeline.hooks.whisper import WhisperHook
 
@@ -94,22 +95,21 @@ class VideoTranscribeOperator(VideoStageOperator):
                 ctx.store,
                 ctx.settings,
                 video.video_id,
-                f"transcript{fmt.extension}",
+                fmt.file_name,
                 render(transcript, fmt).encode("utf-8"),
             )
             for fmt in TranscriptFormat
         ]
-        return {
-            "files": [f.to_dict() for f in staged],
-            "language": transcript.language,
-            "language_probability": transcript.language_probability,
-            "quality": transcript.quality.value,
-            "segments": len(transcript.segments),
-            "characters": len(transcript.text),
-            # Small and needed by publish even when a duplicate reuses this result.
-            "audio_track": choice.to_dict() if choice is not None else None,
-            "media_flags": flags,
-        }
+        return TranscriptOutput(
+            files=[f.to_dict() for f in staged],
+            language=transcript.language,
+            language_probability=transcript.language_probability,
+            quality=transcript.quality.value,
+            segments=len(transcript.segments),
+            characters=len(transcript.text),
+            audio_track=choice.to_dict() if choice is not None else None,
+            media_flags=flags,
+        )
 
 
 def _extract_speech_track(

@@ -5,7 +5,8 @@ ledger (succeeded, failed with a report, requeue); ``settle`` then moves the
 object to the prefix that outcome implies. Callbacks call ``settle`` right away;
 the ``reconcile`` task calls it again at the end of every run for anything a
 callback missed (callbacks are best effort in Airflow 3: their exceptions are
-only logged, and they do not run when a task is marked from the UI).
+only logged, and they do not run when a task is marked from the UI); how it
+does is ``pipeline/reconcile.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.video_pipeline.config import Settings
@@ -32,6 +32,8 @@ from include.video_pipeline.core.states import (
 )
 from include.video_pipeline.hooks.results_db import ResultsDbHook
 from include.video_pipeline.pipeline.notifications import notify_video, video_event
+from include.video_pipeline.pipeline.reconcile import ReconcileReport
+from include.video_pipeline.pipeline.reconcile import reconcile as reconcile_run
 from include.video_pipeline.storage.base import ObjectInfo, ObjectMissing, ObjectStore, move_object
 
 log = logging.getLogger(__name__)
@@ -59,39 +61,6 @@ class ClaimedVideo:
     @classmethod
     def from_xcom(cls, data: dict[str, Any]) -> ClaimedVideo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-
-
-@dataclass
-class ReconcileReport:
-    run_id: str
-    completed: list[str] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
-    requeued: list[str] = field(default_factory=list)
-    swept: list[str] = field(default_factory=list)
-    orphans_returned: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def infrastructure_failures(self) -> list[dict[str, Any]]:
-        """Failures that were not the upload's fault: these make the run red.
-
-        Only a rejected upload (a ``RejectReason``) is the upload's fault; an
-        error that no retry can heal (refused bucket keys, a store's checksum) is
-        not retried, but it still needs an operator, so it turns the run red too.
-        """
-        rejected = {reason.value for reason in RejectReason}
-        return [f for f in self.failed if f.get("reason") not in rejected]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["counts"] = {
-            "completed": len(self.completed),
-            "failed": len(self.failed),
-            "requeued": len(self.requeued),
-            "swept": len(self.swept),
-            "orphans_returned": len(self.orphans_returned),
-        }
-        return data
 
 
 class VideoLifecycle:
@@ -305,6 +274,11 @@ class VideoLifecycle:
         self.db.set_outcome(vid, "failed", report)
         return self.settle(vid)
 
+    def fail_with_last_error(self, vid: str, fallback: FailureReport) -> VideoState | None:
+        """Fail a video with the last error a stage recorded for it; ``fallback`` when none did."""
+        last = (self.db.get_video(vid) or {}).get("last_error") or {}
+        return self.fail(vid, FailureReport.from_dict(last) if last else fallback)
+
     def _drop_staging(self, vid: str) -> None:
         """Staged outputs of a video that will not be published (publish cleans up after itself)."""
         for obj in list(self.store.list(f"{self.settings.staging_prefix}{vid}/")):
@@ -316,95 +290,5 @@ class VideoLifecycle:
     # -- reconcile --------------------------------------------------------------
 
     def reconcile(self, run_id: str) -> ReconcileReport:
-        """Make the bucket agree with the ledger for ``run_id``, then sweep what others left."""
-        report = ReconcileReport(run_id=run_id)
-        for row in self.db.videos_for_run(run_id):
-            vid = row["video_id"]
-            try:
-                if row["state"] == VideoState.PROCESSING.value and row["outcome"] is None:
-                    # Every task of this video is finished (reconcile runs last), yet
-                    # nothing decided its fate: a task failed without its callback,
-                    # or was marked failed/skipped from the UI.
-                    last = row["last_error"] or {}
-                    self.db.set_outcome(
-                        vid,
-                        "failed",
-                        FailureReport(
-                            stage=last.get("stage", "unknown"),
-                            error_class=last.get("error_class", "Incomplete"),
-                            message=last.get("message", "the run ended before this video finished all stages"),
-                            attempt=int(last.get("attempt", 0)),
-                            reason=last.get("reason") or "incomplete",
-                            video_id=vid,
-                            source_key=row["source_key"],
-                            details={"reconciled": True},
-                        ),
-                    )
-                self.settle(vid)
-            except Exception as exc:  # keep reconciling the others
-                log.exception("Could not reconcile %s", vid)
-                report.errors.append(f"{vid}: {type(exc).__name__}: {exc}")
-            final = self.db.get_video(vid) or {}
-            state = final.get("state")
-            if state == VideoState.COMPLETED.value:
-                report.completed.append(vid)
-            elif state == VideoState.FAILED.value:
-                error = final.get("error") or {}
-                report.failed.append(
-                    {
-                        "video_id": vid,
-                        "source_key": final.get("source_key"),
-                        "stage": error.get("stage"),
-                        "reason": error.get("reason"),
-                        "message": error.get("message"),
-                        "retryable": error.get("retryable", True),
-                    }
-                )
-            elif state == VideoState.PENDING.value:
-                report.requeued.append(vid)
-        self.sweep(run_id, report)
-        return report
-
-    def sweep(self, run_id: str, report: ReconcileReport) -> None:
-        """Return claims whose lease expired (their worker or run died) and orphans to pending/."""
-        for row in self.db.stale_claims(exclude_run_id=run_id):
-            vid = row["video_id"]
-            try:
-                self.db.set_outcome(vid, "requeue")
-                self.settle(vid)
-                report.swept.append(vid)
-            except Exception as exc:
-                log.exception("Could not sweep %s", vid)
-                report.errors.append(f"{vid}: {type(exc).__name__}: {exc}")
-
-        # Anything in processing/ without an active claim has no owner (a lost
-        # ledger, or a file put there by hand): give it back to pending/. The
-        # listing comes first: a claim writes its row before moving the object.
-        listed = list(self.store.list(self.prefixes.processing))
-        active = self.db.active_source_keys()
-        for obj in listed:
-            try:
-                rel = relative_key(obj.key, VideoState.PROCESSING, self.prefixes)
-            except InvalidKey:
-                continue
-            if rel in active:
-                continue
-            try:
-                _, destination = move_keys(rel, VideoState.PROCESSING, VideoState.PENDING, self.prefixes)
-                move_object(self.store, obj.key, destination)
-                report.orphans_returned.append(rel)
-            except ObjectMissing:
-                continue
-        self._purge_old_work_dirs()
-
-    def _purge_old_work_dirs(self) -> None:
-        root = self.settings.work_dir
-        if not root.is_dir():
-            return
-        cutoff = time.time() - self.settings.processing_lease_seconds
-        for entry in root.iterdir():
-            try:
-                if entry.is_dir() and entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry, ignore_errors=True)
-            except FileNotFoundError:
-                continue
+        """Make the bucket agree with the ledger for ``run_id``, then sweep (see ``pipeline/reconcile.py``)."""
+        return reconcile_run(self, run_id)

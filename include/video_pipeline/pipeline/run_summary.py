@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from include.video_pipeline.config import Settings
 from include.video_pipeline.core.states import run_summary_key
-from include.video_pipeline.pipeline.lifecycle import ReconcileReport
+from include.video_pipeline.pipeline.reconcile import ReconcileReport
 from include.video_pipeline.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
