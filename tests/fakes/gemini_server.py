@@ -31,8 +31,9 @@ RESOURCE_EXHAUSTED with the wait only in the body's ``RetryInfo``, no
 
 It also runs Gemini Batch API jobs with inline requests (``tests/fakes/gemini_batches.py``):
 ``batch_delay_seconds`` keeps a batch pending/running that long, ``batch_outcome``
-decides how one ends (failed, expired...), ``enqueue_batch_poll`` scripts the answers
-to the next ``GET batches/{id}``, and ``batches.submissions`` counts the batches
+decides how one ends (failed, expired...), ``enqueue_batch_poll`` and
+``enqueue_batch_create`` script the answers to the next ``GET batches/{id}`` and
+``batchGenerateContent`` requests, and ``batches.submissions`` counts the batches
 created (each one Google would bill), so a test can assert a retry did not submit again.
 """
 
@@ -412,6 +413,7 @@ class FakeGeminiServer(LoopbackServer):
         self.batches.delay_seconds = batch_delay_seconds
         self.batches.outcome = batch_outcome
         self._batch_poll_replies: deque[Reply] = deque()
+        self._batch_create_replies: deque[Reply] = deque()
         self.batch_requests: list[RecordedRequest] = []  # every inline request of every batch, as sent
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -432,6 +434,11 @@ class FakeGeminiServer(LoopbackServer):
         """Answer the next ``GET batches/{id}`` requests with these (errors, say), in order."""
         with self._lock:
             self._batch_poll_replies.extend(replies)
+
+    def enqueue_batch_create(self, *replies: Reply) -> None:
+        """Answer the next ``batchGenerateContent`` requests with these instead of creating a batch."""
+        with self._lock:
+            self._batch_create_replies.extend(replies)
 
     @property
     def pending_replies(self) -> int:
@@ -510,6 +517,8 @@ class FakeGeminiServer(LoopbackServer):
     def _batch_reply(self, request: RecordedRequest) -> Reply:
         """The Batch API's answers (called with the lock held)."""
         if request.action == "batchGenerateContent":
+            if self._batch_create_replies:
+                return self._batch_create_replies.popleft()
             return Reply(body=self.batches.create(request.model, request.body))
         if request.action == "batchList":
             query = request.body.get("query", {})

@@ -74,13 +74,13 @@ class GeminiBatches(ResultsDbConnection):
             rows = self._rows(cur)
         return rows[0] if rows else None
 
-    def gemini_batch_submitted(self, batch_id: int, *, batch_name: str, state: str) -> None:
-        """Google accepted the batch: its name is what every later attempt asks about."""
+    def gemini_batch_submitted(self, batch_id: int, *, batch_name: str, state: str, model: str) -> None:
+        """Google accepted the batch (run by ``model``): its name is what every later attempt asks about."""
         with self.cursor() as cur:
             cur.execute(
-                "UPDATE gemini_batches SET batch_name = %s, state = %s, submitted_at = COALESCE(submitted_at, now()),"
-                " updated_at = now() WHERE id = %s",
-                (batch_name, state, batch_id),
+                "UPDATE gemini_batches SET batch_name = %s, state = %s, model = %s,"
+                " submitted_at = COALESCE(submitted_at, now()), updated_at = now() WHERE id = %s",
+                (batch_name, state, model, batch_id),
             )
 
     def gemini_batch_state(self, batch_id: int, state: str, message: str | None = None) -> None:
