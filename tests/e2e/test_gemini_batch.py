@@ -75,8 +75,11 @@ def test_reprocessing_through_the_batch_api_publishes_every_video_once_paid(
 
     # One batch per video, each submitted once: the retried task found its batch.
     assert submissions == len(NAMES) and online_calls == 0
-    batches = _rows(results_dsn, "SELECT v.source_key, b.state, b.run_id, b.collected_at IS NOT NULL, b.batch_name"
-                    " FROM gemini_batches b JOIN videos v USING (video_id) ORDER BY v.source_key")
+    batches = _rows(
+        results_dsn,
+        "SELECT v.source_key, b.state, b.run_id, b.collected_at IS NOT NULL, b.batch_name"
+        " FROM gemini_batches b JOIN videos v USING (video_id) ORDER BY v.source_key",
+    )
     assert [(key, state, run, collected) for key, state, run, collected, _ in batches] == [
         ("budget.mp4", "succeeded", run_id, True),
         ("office.mp4", "failed", run_id, True),
@@ -135,9 +138,8 @@ def test_reprocessing_through_the_batch_api_publishes_every_video_once_paid(
     outputs = _keys(s3_client, s3_bucket, "outputs/")
     doomed = [k for k in outputs if "/office-" in k]
     assert any(k.endswith("/video.mp4") for k in doomed) and any(k.endswith("/transcript.json") for k in doomed)
-    stored = json.loads(
-        s3_client.get_object(Bucket=s3_bucket, Key=next(k for k in doomed if k.endswith("/analysis.json")))["Body"].read()
-    )
+    doomed_analysis = next(k for k in doomed if k.endswith("/analysis.json"))
+    stored = json.loads(s3_client.get_object(Bucket=s3_bucket, Key=doomed_analysis)["Body"].read())
     assert stored["unavailable"]["reason"] == "batch_failed" and "reprocess=failed" in stored["unavailable"]["message"]
     assert _rows(results_dsn, "SELECT state FROM videos ORDER BY source_key") == [("completed",)] * len(NAMES)
     assert _keys(s3_client, s3_bucket, "completed/") == {f"completed/{name}" for name in NAMES}
