@@ -316,3 +316,60 @@ def test_the_trigger_comes_back_while_a_long_batch_still_runs(server, results_db
     name = submitted(server, results_db)
     event = first_event(make_trigger(server, name, resume_after_seconds=0.3))
     assert event["why"] == "still running" and event["state"] in ("pending", "running")
+
+
+# -- the analyze task: which analyzer, and how it waits ----------------------------------------
+
+
+def _analyze_task(monkeypatch, server, **env):
+    from include.video_pipeline.operators.analyze import VideoAnalyzeOperator
+
+    for name, value in {"VIDEO_PIPELINE_GEMINI_BASE_URL": server.base_url, **env}.items():
+        monkeypatch.setenv(name, value)
+    video = {"video_id": "clip-1", "rel_key": "clip.mp4", "name": "clip.mp4", "size": 1, "etag": "e"}
+    return VideoAnalyzeOperator(task_id="analyze", video=video, transcript={"files": []})
+
+
+@pytest.mark.parametrize(
+    ("env", "run_type", "params", "batched"),
+    [
+        ({"VIDEO_PIPELINE_GEMINI_BATCH": "reprocess"}, "backfill", {}, True),
+        ({"VIDEO_PIPELINE_GEMINI_BATCH": "reprocess"}, "manual", {"reprocess": "failed"}, True),
+        ({"VIDEO_PIPELINE_GEMINI_BATCH": "reprocess"}, "scheduled", {}, False),  # new uploads: online
+        ({"VIDEO_PIPELINE_GEMINI_BATCH": "reprocess"}, "backfill", {"gemini_batch": "online"}, False),
+        ({}, "manual", {"reprocess": "video", "gemini_batch": "batch"}, True),
+        ({}, "backfill", {}, False),  # the default: never
+    ],
+)
+def test_the_analyze_task_batches_the_runs_the_setting_and_param_say(
+    server, results_db, monkeypatch, tmp_path, env, run_type, params, batched
+):
+    from include.video_pipeline.config import load_settings
+    from include.video_pipeline.pipeline.lifecycle import ClaimedVideo
+    from include.video_pipeline.pipeline.stage_runner import StageContext
+
+    task = _analyze_task(monkeypatch, server, VIDEO_PIPELINE_ANALYZER="gemini", **env)
+    ctx = StageContext(load_settings(), ClaimedVideo.from_xcom(task.video), "run-1", 1, params, run_type=run_type)
+    analyzer = task.analyzer_for(ctx, task.analysis_settings(ctx), None)
+    assert isinstance(analyzer, GeminiBatchAnalyzer) is batched
+    assert analyzer.name == "gemini"
+
+
+def test_the_analyze_task_defers_on_its_batch_and_comes_back_to_collect_it(server, results_db, monkeypatch):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from include.video_pipeline.pipeline.stage_runner import Outcome, StageOutcome
+
+    task = _analyze_task(monkeypatch, server, VIDEO_PIPELINE_GEMINI_BATCH_POLL_SECONDS="7")
+    pending = BatchPending("batches/abc", "running")
+    with pytest.raises(TaskDeferred) as deferred:
+        task.await_provider(StageOutcome(Outcome.AWAITING_PROVIDER, "clip.mp4: waiting", error=pending))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, GeminiBatchTrigger) and deferred.value.method_name == "resume_after_batch"
+    assert (trigger.batch_name, trigger.poll_seconds, trigger.base_url) == ("batches/abc", 7.0, server.base_url)
+    # Back every half hour at most: the video's lease (6 h) and the lead on its result (1 h) stay alive.
+    assert trigger.resume_after_seconds == 1800 and deferred.value.timeout.total_seconds() > 1800
+    calls = []
+    monkeypatch.setattr(task, "execute", lambda context: calls.append(context) or {"files": []})
+    event = {"batch": "batches/abc", "why": "ended", "state": "succeeded"}
+    assert task.resume_after_batch({"run_id": "run-1"}, event=event) == {"files": []} and len(calls) == 1

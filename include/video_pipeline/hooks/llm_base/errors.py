@@ -37,7 +37,7 @@ PROVIDER_MISCONFIGURED = "provider_misconfigured"  # no key, no URL, no project,
 PROVIDER_UNREACHABLE = "provider_unreachable"  # a self-hosted server that does not answer
 # A Gemini Batch API job that ended without answers (BatchUnavailable.reason).
 BATCH_FAILED = "batch_failed"  # BATCH_STATE_FAILED: Google could not run it
-BATCH_EXPIRED = "batch_expired"  # BATCH_STATE_EXPIRED: not done within Google's 48 hours
+BATCH_EXPIRED = "batch_expired"  # BATCH_STATE_EXPIRED: Google could not finish it in time
 BATCH_CANCELLED = "batch_cancelled"  # BATCH_STATE_CANCELLED: someone cancelled it
 BATCH_REQUEST_FAILED = "batch_request_failed"  # the batch ran, but this video's request got an error
 

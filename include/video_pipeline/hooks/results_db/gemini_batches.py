@@ -14,8 +14,8 @@ from include.video_pipeline.hooks.results_db.connection import ResultsDbConnecti
 
 # Batch states that end a job (the API's BATCH_STATE_*, lower case, without the prefix).
 FINISHED_BATCH_STATES = frozenset({"succeeded", "failed", "cancelled", "expired"})
-# Google expires a batch that has not finished within 48 hours; a row older than that
-# no longer holds budget even if no task ever collected it.
+# Google aims to finish a batch within 24 hours and ends one it cannot finish in time as
+# expired; a row older than two days no longer holds budget, even if no task collected it.
 BATCH_HOLD_INTERVAL = "2 days"
 
 
