@@ -124,7 +124,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
 
         Batches are for reprocessing runs with ``VIDEO_PIPELINE_GEMINI_BATCH=reprocess``, or any
         run whose ``gemini_batch`` param says ``batch`` (``online`` keeps a run online); only the
-        Gemini API has them, so another provider stays online (said once in the log).
+        Gemini API has them, so another provider (or the offline analyzer) works as usual, with a warning.
         """
         from include.video_pipeline.hooks.analyzers import build_analyzer, build_batch_analyzer
         from include.video_pipeline.pipeline.claims import reprocess_mode
@@ -136,7 +136,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
             )
             if batch is not None:
                 return batch
-            self.log.warning("The Gemini Batch API needs the Gemini API (an API key); analysing online")
+            self.log.warning("Not batching: the Gemini Batch API needs the Gemini API with an API key")
         return build_analyzer(settings, state=state)
 
     def await_provider(self, outcome: StageOutcome) -> NoReturn:
