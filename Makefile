@@ -54,7 +54,7 @@ run: system-runtime $(VENV)/.runtime-installed
 
 test: system-runtime system-test $(VENV)/.dev-installed $(VENV)/.openai-whisper-installed
 	$(MAKE) --no-print-directory lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 ## ---- more -----------------------------------------------------------------------------
 

@@ -35,6 +35,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from tests.fixtures.net import free_port  # noqa: E402
 from tools import local_postgres  # noqa: E402
 
+# Whole-DAG runs, fault runs and real Airflow stacks take minutes a file; unit files take
+# seconds. `make test` gives whole files to two workers in collection order
+# (--no-loadscope-reorder: xdist would otherwise put files with many tests first, which left
+# the one-test, five-minute files for the end with one worker idle): the long ones go first
+# and the short ones fill the gaps at the end.
+_LONG_FOLDERS = {"e2e", "reliability"}
+
+
+def _runs_long(path: Path, marked_slow: bool) -> bool:
+    return marked_slow or path.relative_to(ROOT / "tests").parts[0] in _LONG_FOLDERS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    long_files = {item.path for item in items if _runs_long(item.path, item.get_closest_marker("slow") is not None)}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: each file's tests keep their order
+
 
 def _wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout

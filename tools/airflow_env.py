@@ -11,10 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE
+from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE, pools_import_document
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -111,9 +112,14 @@ def prepare_metadata(env: Mapping[str, str]) -> None:
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     try:
         airflow(["db", "migrate"], env)
-        for spec, default in DEFAULT_POOL_SLOTS.items():
-            slots = (spec.slots_setting(env) or (spec.slots_variable, str(default)))[1]
-            airflow(["pools", "set", spec.name, slots, spec.description], env)
+        slots = {
+            spec: int((spec.slots_setting(env) or (spec.slots_variable, str(default)))[1])
+            for spec, default in DEFAULT_POOL_SLOTS.items()
+        }
+        with tempfile.TemporaryDirectory(prefix="vp-pools-") as tmp:
+            document = Path(tmp) / "pools.json"
+            document.write_text(pools_import_document(slots))
+            airflow(["pools", "import", str(document)], env)
     except subprocess.CalledProcessError as exc:
         sys.stderr.write(exc.stdout or "")
         sys.stderr.write(exc.stderr or "")

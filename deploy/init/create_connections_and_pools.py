@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from include.video_pipeline.config import Settings, load_settings
-from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE
+from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE, PoolSpec, pools_import_document
 
 # Sized for one 4-vCPU VM: ffmpeg and Whisper each use every core they get, so one of each at a
 # time; analysis calls are network-bound and limited by the API quota instead.
@@ -54,9 +54,12 @@ class InitError(RuntimeError):
 
 @dataclass(frozen=True)
 class Pool:
-    name: str
+    spec: PoolSpec
     slots: int
-    description: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 def _env(env: Mapping[str, str], *names: str, default: str = "") -> str:
@@ -134,7 +137,7 @@ def build_pools(env: Mapping[str, str]) -> list[Pool]:
             raise InitError(f"{variable} must be an integer, got {raw!r}") from None
         if slots < 1:
             raise InitError(f"{variable} must be >= 1, got {slots}")
-        pools.append(Pool(spec.name, slots, spec.description))
+        pools.append(Pool(spec, slots))
     return pools
 
 
@@ -177,8 +180,12 @@ def apply_connections(connections: Mapping[str, Mapping[str, object]]) -> None:
 
 
 def apply_pools(pools: Sequence[Pool]) -> None:
+    # One `airflow pools import` for all of them: every CLI call is a whole Airflow start-up.
+    with tempfile.TemporaryDirectory(prefix="vp-pools-") as tmp:
+        path = Path(tmp) / "pools.json"
+        path.write_text(pools_import_document({pool.spec: pool.slots for pool in pools}))
+        _run_loud("pools", "import", str(path))
     for pool in pools:
-        _run_loud("pools", "set", pool.name, str(pool.slots), pool.description)
         print(f"pool {pool.name}: {pool.slots} slot(s)")
 
 

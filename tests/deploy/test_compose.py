@@ -359,13 +359,16 @@ def test_init_script_against_a_real_airflow(tmp_path: Path) -> None:
     env["S3_INPUT_SECRET_ACCESS_KEY"] = "rotated-secret"
     run(sys.executable, str(INIT_SCRIPT))
 
-    connections = {c["conn_id"]: c for c in json.loads(run(str(airflow), "connections", "list", "-o", "json"))}
+    # One export reads every connection back (each CLI call is a whole Airflow start-up).
+    run(str(airflow), "connections", "export", str(tmp_path / "exported.json"), "--format", "json")
+    connections = json.loads((tmp_path / "exported.json").read_text())
     assert set(connections) == EXPECTED_CONNECTIONS
-    aws = json.loads(run(str(airflow), "connections", "get", "aws_default", "-o", "json"))[0]
+    aws = connections["aws_default"]
     assert aws["login"] == "access-key-id" and aws["password"] == "rotated-secret"
-    assert aws["extra_dejson"]["endpoint_url"] == "http://minio:9000"
-    assert aws["extra_dejson"]["config_kwargs"] == {"s3": {"addressing_style": "path"}}
-    postgres = json.loads(run(str(airflow), "connections", "get", "postgres_default", "-o", "json"))[0]
+    aws_extra = json.loads(aws["extra"])
+    assert aws_extra["endpoint_url"] == "http://minio:9000"
+    assert aws_extra["config_kwargs"] == {"s3": {"addressing_style": "path"}}
+    postgres = connections["postgres_default"]
     assert (postgres["host"], postgres["schema"], postgres["password"]) == ("postgres", "video_pipeline", "results-pw")
 
     pools = {p["pool"]: p for p in json.loads(run(str(airflow), "pools", "list", "-o", "json"))}
@@ -378,7 +381,7 @@ def test_init_script_against_a_real_airflow(tmp_path: Path) -> None:
     passwords = json.loads((tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
     assert passwords == {"admin": "admin-pw"}
     # No secret is left behind in a temp file.
-    assert not list(tmp_path.glob("**/connections.json"))
+    assert not list(tmp_path.glob("**/connections.json")) and not list(tmp_path.glob("**/pools.json"))
 
 
 # --- cluster policy --------------------------------------------------------------------------
@@ -497,3 +500,14 @@ def test_helm_values_have_the_keys_the_chart_expects() -> None:
     env_names = {item["name"] for item in values["env"]}
     assert {"PYTHONPATH", "VIDEO_PIPELINE_BUCKET"} <= env_names
     assert values["postgresql"]["enabled"] is False or "auth" in values["postgresql"]
+
+
+def test_pools_are_written_in_one_import_that_keeps_deferred_tasks_out_of_their_slots(init_module: ModuleType) -> None:
+    from include.video_pipeline.core.pools import pools_import_document
+
+    pools = init_module.build_pools({"VIDEO_PIPELINE_ANALYSIS_POOL_SLOTS": "6"})
+    document = json.loads(pools_import_document({pool.spec: pool.slots for pool in pools}))
+    assert set(document) == EXPECTED_POOLS
+    assert document["video_analysis"]["slots"] == 6
+    # A stage waiting for a duplicate or an analysis waiting for its batch must not hold a slot.
+    assert all(entry["include_deferred"] is False for entry in document.values())

@@ -11,6 +11,7 @@ defaults: ``make run`` sizes for a laptop, the init job for a 4-vCPU VM.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -47,3 +48,17 @@ ANALYSIS = PoolSpec(
 )
 
 ALL_POOLS = (TRANSCODE, TRANSCRIBE, ANALYSIS)
+
+
+def pools_import_document(slots: Mapping[PoolSpec, int]) -> str:
+    """The file ``airflow pools import`` reads: one CLI call (an Airflow start-up) for every pool.
+
+    ``include_deferred`` stays off, as ``airflow pools set`` leaves it: a task that defers (a stage
+    waiting for a duplicate, an analysis waiting for its batch) gives its slot back.
+    """
+    return json.dumps(
+        {
+            spec.name: {"slots": count, "description": spec.description, "include_deferred": False}
+            for spec, count in slots.items()
+        }
+    )
