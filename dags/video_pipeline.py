@@ -26,6 +26,9 @@ reprocesses the completed videos that *arrived* in each run's data interval (aft
 model or prompt change); a manual run with `reprocess=failed` retries every failed
 video, `reprocess=video` + `video_id` one video. Earlier result rows are kept; the
 new ones become current. A duplicate upload (same bytes) reuses stored results.
+With `VIDEO_PIPELINE_GEMINI_BATCH=reprocess` these runs analyse through the Gemini
+Batch API (half price, answers within hours; `analyze` waits deferred, in the
+triggerer); the `gemini_batch` param (`online`, `batch`) decides for one run.
 
 **Where a video ends:** `completed/` on success; `failed/` with
 `<name>.error.json` (stage, error class, message, attempt, time) on failure.
@@ -44,7 +47,7 @@ from typing import Any
 from airflow.sdk import Param, dag, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from include.video_pipeline.config import MAX_BATCH_SIZE, load_settings
+from include.video_pipeline.config import GEMINI_BATCH_REQUESTS, MAX_BATCH_SIZE, load_settings
 from include.video_pipeline.core import pools
 from include.video_pipeline.operators.analyze import VideoAnalyzeOperator, provider_conn_id
 from include.video_pipeline.operators.publish import VideoPublishOperator
@@ -114,6 +117,14 @@ CONNECTIONS = {
             SETTINGS.analysis.output_language or None,
             type=["null", "string"],
             description="Language of the analysis; empty means the transcript's language.",
+        ),
+        "gemini_batch": Param(
+            "auto",
+            type="string",
+            enum=list(GEMINI_BATCH_REQUESTS),
+            description="Gemini Batch API (half price, answers within hours instead of minutes): auto follows "
+            "VIDEO_PIPELINE_GEMINI_BATCH (batches for reprocessing runs when it says reprocess); online or batch "
+            "decide for this run (batch also for new uploads).",
         ),
     },
 )

@@ -380,6 +380,17 @@ def test_price_overrides_add_models_and_correct_built_in_prices():
     assert core_analysis.PRICES_PER_MILLION_TOKENS["gemini-2.5-flash"] == (0.30, 2.50)  # the built-ins untouched
 
 
+def test_a_batch_call_costs_half_the_online_price_at_every_rate():
+    # 3.1 Flash-Lite: $0.25 in, $1.50 out, $0.025 cached online; the Batch API bills half of each.
+    online = core_analysis.estimate_cost_usd("gemini-3.1-flash-lite", 1_000_000, 1_000_000, cached_tokens=400_000)
+    batch = core_analysis.estimate_cost_usd(
+        "gemini-3.1-flash-lite", 1_000_000, 1_000_000, cached_tokens=400_000, batch=True
+    )
+    assert online == pytest.approx(0.6 * 0.25 + 0.4 * 0.025 + 1.50)
+    assert batch == pytest.approx(online * core_analysis.BATCH_PRICE_SHARE) and core_analysis.BATCH_PRICE_SHARE == 0.5
+    assert core_analysis.estimate_cost_usd("qwen2.5:14b", 1000, 1000, batch=True) is None  # unpriced stays unpriced
+
+
 def test_token_scale_splits_finer_when_the_real_count_is_higher():
     lines = [(i * 5.0, i * 5.0 + 4.0, f"Предложение номер {i} про бюджет и сроки проекта.") for i in range(20)]
     transcript = make_transcript(lines)

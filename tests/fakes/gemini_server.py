@@ -28,6 +28,13 @@ thinking and cached tokens in ``usageMetadata``, and enforce a
 requests-per-window limit on generateContent the way Google does: 429
 RESOURCE_EXHAUSTED with the wait only in the body's ``RetryInfo``, no
 ``Retry-After`` header (``rpm_limit``; ``rate_limited`` counts the refusals).
+
+It also runs Gemini Batch API jobs with inline requests (``tests/fakes/gemini_batches.py``):
+``batch_delay_seconds`` keeps a batch pending/running that long, ``batch_outcome``
+decides how one ends (failed, expired...), ``enqueue_batch_poll`` and
+``enqueue_batch_create`` script the answers to the next ``GET batches/{id}`` and
+``batchGenerateContent`` requests, and ``batches.submissions`` counts the batches
+created (each one Google would bill), so a test can assert a retry did not submit again.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.gemini_batches import FakeBatches
 from tests.fakes.loopback import LoopbackServer
 
 _LINE = re.compile(r"^\[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\] (.+)$", flags=re.MULTILINE)
@@ -52,6 +60,8 @@ _PATH = re.compile(
     r"^/(?P<version>v1\w*)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/)?"
     r"models/(?P<model>[^/:]+):(?P<action>\w+)$"
 )
+# The Batch API's own resources: GET batches/{id}, GET batches (list), POST batches/{id}:cancel.
+_BATCH_PATH = re.compile(r"^/(?P<version>v1\w*)/batches(?:/(?P<id>[^/:]+))?(?::(?P<action>\w+))?$")
 # Vertex AI looks publisher models up without a project (GET v1beta1/publishers/google/models/x;
 # the region is the host's, {location}-aiplatform.googleapis.com).
 _GET_PATH = re.compile(
@@ -72,7 +82,7 @@ class RecordedRequest:
     method: str
     path: str
     model: str
-    action: str  # "generateContent", "countTokens", "get" or "list"
+    action: str  # "generateContent", "countTokens", "get", "list", "batchGenerateContent", "batchGet"...
     headers: dict[str, str]
     body: dict[str, Any]
     project: str | None = None  # Vertex AI paths only
@@ -375,6 +385,8 @@ class FakeGeminiServer(LoopbackServer):
         cached_tokens: int = 0,
         rpm_limit: int | None = None,
         rpm_window_seconds: float = 60.0,
+        batch_delay_seconds: float = 0.0,
+        batch_outcome: Callable[[list[dict[str, Any]]], str] | None = None,
     ):
         super().__init__()
         self.thread_name = "fake-gemini"
@@ -394,7 +406,15 @@ class FakeGeminiServer(LoopbackServer):
         self.tokens_per_char: float = 0.25
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
+        # Re-entrant: a batch that ends while a request is being answered builds its answers
+        # from the reply queue, under the same lock.
+        self._lock = threading.RLock()
+        self.batches = FakeBatches(self._batch_answer)
+        self.batches.delay_seconds = batch_delay_seconds
+        self.batches.outcome = batch_outcome
+        self._batch_poll_replies: deque[Reply] = deque()
+        self._batch_create_replies: deque[Reply] = deque()
+        self.batch_requests: list[RecordedRequest] = []  # every inline request of every batch, as sent
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -410,6 +430,16 @@ class FakeGeminiServer(LoopbackServer):
         with self._lock:
             self._replies.extend(replies)
 
+    def enqueue_batch_poll(self, *replies: Reply) -> None:
+        """Answer the next ``GET batches/{id}`` requests with these (errors, say), in order."""
+        with self._lock:
+            self._batch_poll_replies.extend(replies)
+
+    def enqueue_batch_create(self, *replies: Reply) -> None:
+        """Answer the next ``batchGenerateContent`` requests with these instead of creating a batch."""
+        with self._lock:
+            self._batch_create_replies.extend(replies)
+
     @property
     def pending_replies(self) -> int:
         with self._lock:
@@ -422,7 +452,24 @@ class FakeGeminiServer(LoopbackServer):
 
     @property
     def generate_requests(self) -> list[RecordedRequest]:
+        """Online generateContent calls (a batch's inline requests are in ``batch_requests``)."""
         return [r for r in self.requests if r.action == "generateContent"]
+
+    def _batch_answer(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """One inline request's entry in a finished batch: the next queued reply, as an online call gets."""
+        headers = {"x-fake-thoughts": str(self.thoughts_tokens), "x-fake-cached": str(self.cached_tokens)}
+        request = RecordedRequest(
+            method="POST", path="(batch)", model=model, action="generateContent", headers=headers, body=body
+        )
+        with self._lock:
+            self.batch_requests.append(request)
+            reply = self._replies.popleft() if self._replies else Reply.analysis()
+        answer = reply.body(request) if callable(reply.body) else reply.body
+        if reply.status == 200 and isinstance(answer, dict):
+            return {"response": answer}
+        # A request that failed inside a batch carries a google.rpc.Status instead of a response.
+        error = answer.get("error", {}) if isinstance(answer, dict) else {}
+        return {"error": {"code": error.get("code", reply.status), "message": error.get("message", str(answer))}}
 
     # -- request handling ---------------------------------------------------
 
@@ -442,6 +489,8 @@ class FakeGeminiServer(LoopbackServer):
                 return Reply.location_unsupported()
             if request.model in self.retired_models:
                 return Reply.model_not_found(request.model)
+            if request.action.startswith("batch"):
+                return self._batch_reply(request)
             if request.action == "list":
                 names = [m for m in LISTED_MODELS if m not in self.retired_models]
                 return Reply(body={"models": [_model_resource(m) for m in names]})
@@ -465,6 +514,27 @@ class FakeGeminiServer(LoopbackServer):
                 self._served_at.append(now)
             return self._replies.popleft() if self._replies else Reply.analysis()
 
+    def _batch_reply(self, request: RecordedRequest) -> Reply:
+        """The Batch API's answers (called with the lock held)."""
+        if request.action == "batchGenerateContent":
+            if self._batch_create_replies:
+                return self._batch_create_replies.popleft()
+            return Reply(body=self.batches.create(request.model, request.body))
+        if request.action == "batchList":
+            query = request.body.get("query", {})
+            size = int((query.get("pageSize") or ["50"])[0])
+            return Reply(body=self.batches.list(size, (query.get("pageToken") or [None])[0]))
+        name = f"batches/{request.body.get('id', '')}"
+        if request.action == "batchGet" and self._batch_poll_replies:
+            return self._batch_poll_replies.popleft()
+        if request.action == "batchCancel":
+            found = self.batches.cancel(name)
+            return Reply(body={}) if found else Reply(status=400, body=_error(400, "FAILED_PRECONDITION", "Done."))
+        operation = self.batches.get(name)
+        if operation is None:
+            return Reply(status=404, body=_error(404, "NOT_FOUND", f"{name} not found."))
+        return Reply(body=operation)
+
 
 def _model_resource(model: str) -> dict[str, Any]:
     return {
@@ -483,8 +553,29 @@ def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def _batch_request(self, method: str, url: Any) -> bool:
+            """Route a Batch API resource request; False when the path is not one."""
+            match = _BATCH_PATH.match(url.path)
+            if not match:
+                return False
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            query = parse_qs(url.query)
+            if "key" in query:
+                headers.setdefault("x-goog-api-key", query["key"][0])
+            action = {"GET": "batchGet" if match["id"] else "batchList", "POST": "batchCancel"}[method]
+            if method == "POST":
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:  # a cancel's body is empty JSON; read it so the connection stays usable
+                    self.rfile.read(length)
+            body = {"id": match["id"], "query": query}
+            request = RecordedRequest(method=method, path=url.path, model="", action=action, headers=headers, body=body)
+            self._send(fake._record(request), request)
+            return True
+
         def do_GET(self) -> None:
             url = urlsplit(self.path)
+            if self._batch_request("GET", url):
+                return
             match = _GET_PATH.match(url.path)
             if not match:
                 self._send(Reply(status=404, body=_error(404, "NOT_FOUND", f"No route for {url.path}.")), None)
@@ -507,6 +598,8 @@ def _handler_for(fake: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             url = urlsplit(self.path)
+            if self._batch_request("POST", url):
+                return
             match = _PATH.match(url.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""

@@ -126,3 +126,39 @@ def test_model_list_budgets_rate_limits_and_cached_prices_are_read():
 def test_bad_analysis_limits_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_gemini_batch_is_off_unless_asked_for():
+    analysis = load_settings({}).analysis
+    assert (analysis.gemini_batch, analysis.batch_poll_seconds) == ("never", 60.0)
+    # New uploads, reprocessing runs: online by default, whatever the run.
+    assert not any(analysis.wants_batch(mode) for mode in ("none", "backfill", "failed", "video"))
+    env = {"VIDEO_PIPELINE_GEMINI_BATCH": "reprocess", "VIDEO_PIPELINE_GEMINI_BATCH_POLL_SECONDS": "5"}
+    analysis = load_settings(env).analysis
+    assert (analysis.gemini_batch, analysis.batch_poll_seconds) == ("reprocess", 5.0)
+
+
+@pytest.mark.parametrize(
+    ("policy", "mode", "requested", "expected"),
+    [
+        ("reprocess", "none", None, False),  # new uploads keep minutes, not hours
+        ("reprocess", "backfill", None, True),
+        ("reprocess", "failed", "auto", True),
+        ("reprocess", "video", None, True),
+        ("reprocess", "backfill", "online", False),  # the run's param wins
+        ("never", "none", "batch", True),  # a bulk import that can wait, asked for by hand
+        ("never", "backfill", None, False),
+    ],
+)
+def test_which_runs_use_the_batch_api(policy, mode, requested, expected):
+    settings = AnalysisSettings(analyzer="gemini", gemini_batch=policy)
+    assert settings.wants_batch(mode, requested) is expected
+
+
+def test_only_the_gemini_api_has_inline_batches_and_bad_choices_are_refused():
+    for analyzer in ("vertex", "openai-compatible", "offline"):
+        assert not AnalysisSettings(analyzer=analyzer, gemini_batch="reprocess").wants_batch("backfill", "batch")
+    with pytest.raises(ValueError, match="gemini_batch must be one of auto, online, batch"):
+        AnalysisSettings(analyzer="gemini").wants_batch("none", "sometimes")
+    with pytest.raises(ConfigError, match="VIDEO_PIPELINE_GEMINI_BATCH must be one of never, reprocess"):
+        load_settings({"VIDEO_PIPELINE_GEMINI_BATCH": "always"})

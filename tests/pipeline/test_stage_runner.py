@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from include.video_pipeline.config import Settings
-from include.video_pipeline.core.errors import InputRejected, PermanentError, QuotaExhausted, RejectReason
+from include.video_pipeline.core.errors import (
+    InputRejected,
+    PermanentError,
+    QuotaExhausted,
+    RejectReason,
+    WorkPending,
+)
 from include.video_pipeline.core.stage_outputs import AnalysisOutput
 from include.video_pipeline.hooks.results_db import ResultsDbHook
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
@@ -126,6 +132,24 @@ def _execute(db: ResultsDbHook, vid: str, error: BaseException | None = None) ->
     stage = _Stage(task_id="transcode", video=_claimed(db, vid).to_xcom())
     stage.error = error
     return stage.execute({"ti": SimpleNamespace(try_number=1), "run_id": "run-1", "params": {}})
+
+
+def test_work_handed_to_a_provider_is_awaited_with_nothing_recorded_and_the_lead_kept(
+    results_db: ResultsDbHook, tmp_path
+):
+    video = _claimed(results_db, "v1")
+    pending = WorkPending("batches/123", "Gemini batch batches/123 is running")
+    runner = StageRunner("analyze", compute=_raising(pending), cache_input=lambda ctx: ("sha", {"model": "m"}))
+    outcome = runner.run(_ctx(video, tmp_path))
+    assert outcome.kind is Outcome.AWAITING_PROVIDER and outcome.error is pending and "batches/123" in outcome.message
+    assert _stage_runs(results_db) == []  # not a failure: no retry spent, no error recorded
+    assert (results_db.get_video("v1") or {}).get("last_error") is None
+    with results_db.cursor() as cur:
+        cur.execute("SELECT video_id FROM stage_leads")
+        assert cur.fetchall() == [("v1",)]  # duplicates keep waiting for this video's result
+    # A stage without a provider job of its own cannot wait for one: that is a bug, said loudly.
+    with pytest.raises(RuntimeError, match="has no provider job to wait for"):
+        _execute(results_db, "v2", pending)
 
 
 def test_the_operator_maps_outcomes_to_airflow(results_db: ResultsDbHook, monkeypatch, tmp_path):

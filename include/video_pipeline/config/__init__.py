@@ -12,7 +12,14 @@ Names of the old Node.js pipeline (``S3_INPUT_BUCKET``, ``S3_INPUT_ENDPOINT``,
 provider's settings; ``readers`` the typed, validated reading of one variable.
 """
 
-from include.video_pipeline.config.analysis import DEFAULT_GEMINI_MODEL, AnalysisSettings, AnalyzerKind, GeminiSdk
+from include.video_pipeline.config.analysis import (
+    DEFAULT_GEMINI_MODEL,
+    GEMINI_BATCH_REQUESTS,
+    AnalysisSettings,
+    AnalyzerKind,
+    GeminiBatchPolicy,
+    GeminiSdk,
+)
 from include.video_pipeline.config.readers import ConfigError
 from include.video_pipeline.config.settings import (
     MAX_BATCH_SIZE,
@@ -27,11 +34,13 @@ from include.video_pipeline.config.settings import (
 
 __all__ = [
     "DEFAULT_GEMINI_MODEL",
+    "GEMINI_BATCH_REQUESTS",
     "MAX_BATCH_SIZE",
     "PROJECT_ROOT",
     "AnalysisSettings",
     "AnalyzerKind",
     "ConfigError",
+    "GeminiBatchPolicy",
     "GeminiSdk",
     "Settings",
     "StorageKind",

@@ -12,6 +12,11 @@ from include.video_pipeline.config.readers import ConfigError, read_bool, read_c
 
 AnalyzerKind = Literal["auto", "gemini", "vertex", "openai-compatible", "offline"]
 GeminiSdk = Literal["google-genai"]
+# When the Gemini Batch API (half price, results within hours) replaces online calls:
+# never, or for reprocessing runs (backfill, reprocess=failed, reprocess=video).
+GeminiBatchPolicy = Literal["never", "reprocess"]
+# What a run's ``gemini_batch`` param may ask for: the setting's choice, or either way for this run.
+GEMINI_BATCH_REQUESTS = ("auto", "online", "batch")
 
 # Kept in step with core.analysis.DEFAULT_GEMINI_MODELS (a test checks), written
 # out here so that reading settings imports no analysis code.
@@ -56,11 +61,32 @@ class AnalysisSettings:
     requests_per_minute: int = 60
     tokens_per_minute: int = 1_000_000
     rate_window_seconds: float = 60.0
+    gemini_batch: GeminiBatchPolicy = "never"
+    # How often the triggerer asks Google whether a submitted batch is done.
+    batch_poll_seconds: float = 60.0
 
     @property
     def gemini_models(self) -> tuple[str, ...]:
         """``gemini_model`` as the ordered list of models to try."""
         return tuple(m.strip() for m in self.gemini_model.split(",") if m.strip())
+
+    def wants_batch(self, reprocess_mode: str, requested: str | None = None) -> bool:
+        """Whether a run analyses through the Gemini Batch API rather than online calls.
+
+        ``requested`` is the run's ``gemini_batch`` param: ``online`` or ``batch`` decide for
+        that run (``batch`` also for new uploads: a bulk import that can wait); ``auto`` (or
+        none) follows ``gemini_batch``, which batches reprocessing runs only, so new uploads
+        keep their minutes-not-hours latency. Only the Gemini API (an API key) has inline
+        batches; with another provider the answer is always False (online).
+        """
+        if self.analyzer not in ("auto", "gemini"):
+            return False
+        choice = (requested or "auto").lower()
+        if choice not in GEMINI_BATCH_REQUESTS:
+            raise ValueError(f"gemini_batch must be one of {', '.join(GEMINI_BATCH_REQUESTS)}; got {requested!r}")
+        if choice != "auto":
+            return choice == "batch"
+        return self.gemini_batch == "reprocess" and reprocess_mode != "none"
 
 
 def _prices(
@@ -152,6 +178,8 @@ def load_analysis_settings(env: Mapping[str, str]) -> AnalysisSettings:
         requests_per_minute=read_int(env, "VIDEO_PIPELINE_GEMINI_RPM", 60, minimum=0),
         tokens_per_minute=read_int(env, "VIDEO_PIPELINE_GEMINI_TPM", 1_000_000, minimum=0),
         rate_window_seconds=read_float(env, "VIDEO_PIPELINE_GEMINI_RATE_WINDOW_SECONDS", 60.0, minimum=1.0),
+        gemini_batch=read_choice(env, "VIDEO_PIPELINE_GEMINI_BATCH", "never", ("never", "reprocess")),  # type: ignore[arg-type]
+        batch_poll_seconds=read_float(env, "VIDEO_PIPELINE_GEMINI_BATCH_POLL_SECONDS", 60.0, minimum=1.0),
     )
 
 

@@ -7,6 +7,9 @@
   it goes back to ``pending/`` for the next run.
 * Anything else is an infrastructure error: retried by Airflow, and if retries
   run out the video goes to ``failed/`` and the run is marked failed.
+
+``WorkPending`` is not an error: the stage's work runs at a provider that answers
+later (a Gemini batch); the stage waits without a worker and runs again.
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ class QuotaExhausted(PipelineError):
 
 class StageTimeout(PipelineError):
     """An external tool ran past its time budget."""
+
+
+class WorkPending(Exception):
+    """The stage handed its work to a service that answers later (a Gemini batch job).
+
+    Not a failure, so not a ``PipelineError``: the stage records nothing and spends no
+    retry; it waits (deferred, holding no worker) and runs again, when it finds the same
+    job by ``job`` instead of starting another.
+    """
+
+    def __init__(self, job: str, message: str):
+        super().__init__(message)
+        self.job = job
 
 
 # Error messages end up in the bucket and the database, so they are capped; the

@@ -26,6 +26,7 @@ from include.video_pipeline.hooks.llm_base import (
     ProviderUnavailable,
     SharedProviderState,
 )
+from include.video_pipeline.hooks.results_db.gemini_batches import GeminiBatches
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +119,33 @@ def build_analyzer(
         name: AnalyzerName = "vertex" if settings.analyzer == "vertex" else "gemini"
         return GeminiAnalyzer(hook, name=name, max_chunk_tokens=chunk_tokens)
     return ModelAnalyzer(hook, name="openai-compatible", max_chunk_tokens=chunk_tokens)
+
+
+def build_batch_analyzer(
+    settings: AnalysisSettings,
+    *,
+    batches: GeminiBatches,
+    video_id: str,
+    run_id: str,
+    state: SharedProviderState | None = None,
+    **hook_kwargs: Any,
+) -> Analyzer | None:
+    """The Gemini Batch API analyzer for one video, or None when the provider has no inline batches.
+
+    Only the Gemini API (an API key) takes inline batch requests; Vertex AI's batch
+    prediction reads from Cloud Storage or BigQuery, and OpenAI-compatible servers and
+    the offline analyzer have no batches: for those the caller analyses online.
+    """
+    hook = build_hook(settings, state=state, **hook_kwargs)
+    if type(hook) is not GeminiHook:
+        return None
+    from include.video_pipeline.hooks.gemini_batch import GeminiBatchAnalyzer
+
+    return GeminiBatchAnalyzer(
+        hook,
+        batches=batches,
+        video_id=video_id,
+        run_id=run_id,
+        name="gemini",
+        max_chunk_tokens=settings.max_chunk_tokens,
+    )

@@ -135,6 +135,13 @@ LOCATION_ADVICE = (
 )
 
 
+def _api_key(conn: Any) -> str | None:
+    key = (conn.password or conn.extra_dejson.get("api_key")) if conn is not None else None
+    if key:
+        return str(key).strip()
+    return next((v.strip() for name in API_KEY_ENV_VARS if (v := os.environ.get(name, "")).strip()), None)
+
+
 class GeminiHook(ModelHook):
     """Calls the Gemini API through ``google-genai`` and returns validated JSON.
 
@@ -178,15 +185,17 @@ class GeminiHook(ModelHook):
             # Missing connection, or no Airflow context to ask (e.g. outside a
             # task): both mean "use the environment", so never fail here.
             log.debug("No usable Airflow connection %r (%s); trying the environment", self.gemini_conn_id, type(exc))
-        else:
-            key = conn.password or conn.extra_dejson.get("api_key")
-            if key:
-                return str(key).strip()
-        for name in API_KEY_ENV_VARS:
-            value = os.environ.get(name, "").strip()
-            if value:
-                return value
-        return None
+            conn = None
+        return _api_key(conn)
+
+    async def aget_api_key(self) -> str | None:
+        """``get_api_key`` for the triggerer's event loop (the connection is fetched without blocking it)."""
+        try:
+            conn = await self.aget_connection(self.gemini_conn_id)
+        except Exception as exc:
+            log.debug("No usable Airflow connection %r (%s); trying the environment", self.gemini_conn_id, type(exc))
+            conn = None
+        return _api_key(conn)
 
     def has_api_key(self) -> bool:
         return self.get_api_key() is not None

@@ -13,7 +13,8 @@ through ``llm_base.SharedProviderState``):
 * ``skip_model``: a model found retired is skipped by every later task of the
   run (``model_skips``), and warned about once.
 * ``reserve`` / ``spend``: the spending caps. An analysis holds its estimate
-  while it runs (so parallel videos cannot all pass the same cap) and every paid
+  while it runs (so parallel videos cannot all pass the same cap), a submitted
+  Gemini batch until its answers arrive (``gemini_batches``), and every paid
   call is recorded (``analysis_spend``), per video, run and UTC day.
 * ``quota_exhausted``: a daily quota that ran out stops later runs at the
   preflight until it resets (midnight Pacific).
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.video_pipeline.config import AnalysisSettings
 from include.video_pipeline.hooks.llm_base import BudgetExceeded, CallRecord, next_quota_reset
+from include.video_pipeline.hooks.results_db.gemini_batches import BATCH_HOLD_INTERVAL
 
 if TYPE_CHECKING:
     from include.video_pipeline.hooks.results_db import ResultsDbHook
@@ -247,6 +249,14 @@ class ProviderState:
                 f" WHERE day = (now() AT TIME ZONE 'UTC')::date AND {live}"
             )
             today = float(cur.fetchone()[0])
+            # A submitted Gemini batch is billed when Google runs it, hours later: its estimate
+            # holds against the day until its answers are recorded as spend.
+            cur.execute(
+                "SELECT COALESCE(sum(estimate_usd), 0) FROM gemini_batches WHERE collected_at IS NULL"
+                " AND state NOT IN ('failed', 'cancelled', 'expired')"
+                f" AND created_at > now() - interval '{BATCH_HOLD_INTERVAL}'"
+            )
+            today += float(cur.fetchone()[0])
             cur.execute(
                 f"SELECT COALESCE(sum(usd), 0) FROM analysis_spend WHERE run_id = %s AND video_id = %s AND {live}",
                 (self.run_id, self.video_id),

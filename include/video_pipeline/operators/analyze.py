@@ -6,13 +6,15 @@ import dataclasses
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from datetime import timedelta
+from typing import Any, NoReturn
 
 from include.video_pipeline.config import AnalysisSettings, load_settings
 from include.video_pipeline.core import outputs
 from include.video_pipeline.core.stage_outputs import AnalysisOutput, MediaOutput, TranscriptOutput
 from include.video_pipeline.core.transcript import Transcript
 from include.video_pipeline.operators.base import StageContext, VideoStageOperator
+from include.video_pipeline.pipeline.stage_runner import StageOutcome
 from include.video_pipeline.pipeline.staging import stage_bytes, staging_key
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,6 @@ class VideoAnalyzeOperator(VideoStageOperator):
 
     def run_stage(self, ctx: StageContext) -> AnalysisOutput:
         from include.video_pipeline.core.analysis import unavailable_analysis
-        from include.video_pipeline.hooks.analyzers import build_analyzer
         from include.video_pipeline.hooks.llm_base import ProviderUnavailable
         from include.video_pipeline.hooks.provider_state import ProviderState
 
@@ -85,7 +86,7 @@ class VideoAnalyzeOperator(VideoStageOperator):
         # Rate limit, retired models and spend are shared with every other task (results DB).
         state = ProviderState.for_analysis(ctx.db, settings, run_id=ctx.run_id, video_id=video.video_id)
         try:
-            analyzer = build_analyzer(settings, state=state)
+            analyzer = self.analyzer_for(ctx, settings, state)
             images = load_images(ctx, self.media) if settings.multimodal else []
             result = analyzer.analyze(
                 transcript, title=video.name, output_language=output_language or None, images=images
@@ -117,6 +118,65 @@ class VideoAnalyzeOperator(VideoStageOperator):
             cost_usd=result.usage.cost_usd,
             cacheable=result.unavailable is None,
         )
+
+    def analyzer_for(self, ctx: StageContext, settings: AnalysisSettings, state: Any) -> Any:
+        """The online analyzer, or the Gemini Batch API's when this run analyses in batches.
+
+        Batches are for reprocessing runs with ``VIDEO_PIPELINE_GEMINI_BATCH=reprocess``, or any
+        run whose ``gemini_batch`` param says ``batch`` (``online`` keeps a run online); only the
+        Gemini API has them, so another provider (or the offline analyzer) works as usual, with a warning.
+        """
+        from include.video_pipeline.hooks.analyzers import build_analyzer, build_batch_analyzer
+        from include.video_pipeline.pipeline.claims import reprocess_mode
+
+        mode = reprocess_mode(ctx.run_type, ctx.params)
+        if settings.wants_batch(mode, ctx.params.get("gemini_batch")):
+            batch = build_batch_analyzer(
+                settings, batches=ctx.db, video_id=ctx.video.video_id, run_id=ctx.run_id, state=state
+            )
+            if batch is not None:
+                return batch
+            self.log.warning("Not batching: the Gemini Batch API needs the Gemini API with an API key")
+        return build_analyzer(settings, state=state)
+
+    def await_provider(self, outcome: StageOutcome) -> NoReturn:
+        """Defer on the video's Gemini batch: the triggerer polls it, no worker or pool slot waits."""
+        from include.video_pipeline.hooks.gemini_batch import BatchPending
+        from include.video_pipeline.operators.gemini_batch_trigger import GeminiBatchTrigger
+        from include.video_pipeline.pipeline.cache import LEAD_SECONDS
+
+        pending = outcome.error
+        if not isinstance(pending, BatchPending):
+            super().await_provider(outcome)
+        settings = self.stage_settings()
+        analysis = with_provider_conn_id(settings.analysis, self.analysis_conn_id)
+        # Come back now and then while it runs (it may take a day): the video's lease and the
+        # lead on its result are renewed by each execution, and must not lapse meanwhile.
+        resume_after = min(settings.processing_lease_seconds, LEAD_SECONDS) / 2
+        trigger = GeminiBatchTrigger(
+            pending.batch_name,
+            gemini_conn_id=analysis.gemini_conn_id,
+            base_url=analysis.gemini_base_url,
+            poll_seconds=analysis.batch_poll_seconds,
+            resume_after_seconds=resume_after,
+            max_failures=analysis.max_retries,
+            timeout_seconds=analysis.timeout_seconds,
+        )
+        self.log.info("%s; waiting for it in the triggerer (no worker slot held)", outcome.message)
+        slack = (analysis.max_retries + 2) * (analysis.batch_poll_seconds + analysis.timeout_seconds) + 600
+        self.defer(trigger=trigger, method_name="resume_after_batch", timeout=timedelta(seconds=resume_after + slack))
+
+    def resume_after_batch(self, context: Any, event: Any = None, **_: Any) -> dict[str, Any]:
+        """Back from the triggerer: run the stage again, which finds the batch and collects it (or waits on)."""
+        if isinstance(event, Mapping):
+            self.log.info(
+                "Gemini batch %s: %s (%s)%s",
+                event.get("batch"),
+                event.get("why"),
+                event.get("state"),
+                f": {event['error']}" if event.get("error") else "",
+            )
+        return self.execute(context)
 
 
 def provider_conn_id(settings: AnalysisSettings) -> str:

@@ -7,6 +7,8 @@ which also says how each kind of problem shows in a run); here its
 
 * done or reused: the result dict is the return value (XCom);
 * waiting for a duplicate's result: the task defers and looks again;
+* waiting for a provider's job (a Gemini batch): the task defers on the stage's
+  own trigger (``await_provider``) and runs again when the job is done;
 * skipped, rejected, requeued: ``AirflowSkipException``;
 * failed permanently: ``AirflowFailException`` (no retries);
 * failed transiently: the error itself, so Airflow retries it.
@@ -114,7 +116,12 @@ class VideoStageOperator(BaseOperator):
         video = ClaimedVideo.from_xcom(self.video)
         context["video_label"] = _label(video.name)  # the grid shows the file name, not a map index
         ctx = StageContext(
-            self.stage_settings(), video, context["run_id"], context["ti"].try_number, dict(context["params"])
+            self.stage_settings(),
+            video,
+            context["run_id"],
+            context["ti"].try_number,
+            dict(context["params"]),
+            run_type=str(getattr(context.get("dag_run"), "run_type", "") or "manual"),
         )
         outcome = self.runner().run(ctx)
         if outcome.kind in (Outcome.DONE, Outcome.REUSED):
@@ -129,7 +136,13 @@ class VideoStageOperator(BaseOperator):
             self.defer(
                 trigger=TimeDeltaTrigger(timedelta(seconds=WAIT_POLL_SECONDS)), method_name="resume_after_duplicate"
             )
+        if outcome.kind is Outcome.AWAITING_PROVIDER:
+            self.await_provider(outcome)
         _raise_for(outcome)
+
+    def await_provider(self, outcome: StageOutcome) -> NoReturn:
+        """Defer until the provider job the stage handed its work to is done (a stage that has one overrides)."""
+        raise RuntimeError(f"{self.stage} has no provider job to wait for: {outcome.message}")
 
 
 def _raise_for(outcome: StageOutcome) -> NoReturn:

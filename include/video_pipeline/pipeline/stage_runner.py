@@ -18,7 +18,9 @@ How a video's problems show:
 
 A stage with a cache input reuses the result a duplicate upload (same bytes)
 computed, or waits for it (``WAITING``) while the duplicate holds the lead on it
-(see ``pipeline/cache.py``).
+(see ``pipeline/cache.py``). A stage whose work runs at a provider that answers
+later (``WorkPending``: a Gemini batch) is ``AWAITING_PROVIDER``: nothing is
+recorded, it keeps its lead, and its next execution finds the same job.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.video_pipeline.config import Settings
-from include.video_pipeline.core.errors import FailureReport, InputRejected, PermanentError, QuotaExhausted
+from include.video_pipeline.core.errors import (
+    FailureReport,
+    InputRejected,
+    PermanentError,
+    QuotaExhausted,
+    WorkPending,
+)
 from include.video_pipeline.core.stage_outputs import StageOutput
 from include.video_pipeline.hooks.object_store import ObjectStoreHook
 from include.video_pipeline.hooks.results_db import ResultsDbHook
@@ -56,12 +64,21 @@ CacheInput = tuple[str, dict[str, Any]] | None
 class StageContext:
     """The hooks and facts a stage needs, built once per task execution."""
 
-    def __init__(self, settings: Settings, video: ClaimedVideo, run_id: str, try_number: int, params: dict[str, Any]):
+    def __init__(
+        self,
+        settings: Settings,
+        video: ClaimedVideo,
+        run_id: str,
+        try_number: int,
+        params: dict[str, Any],
+        run_type: str = "manual",
+    ):
         self.settings = settings
         self.video = video
         self.run_id = run_id
         self.try_number = try_number
         self.params = params
+        self.run_type = run_type  # scheduled, manual, backfill... (what reprocess_mode reads)
         self.db = ResultsDbHook(postgres_conn_id=settings.results_conn_id)
         self._store: ObjectStore | None = None
 
@@ -78,6 +95,7 @@ class Outcome(enum.StrEnum):
     DONE = "done"  # computed; ``result`` is recorded
     REUSED = "reused"  # a duplicate upload's result, copied; ``reused_from`` names who computed it
     WAITING = "waiting"  # a duplicate computes the same result right now: look again later
+    AWAITING_PROVIDER = "awaiting_provider"  # the work runs at a provider (a Gemini batch): run again when done
     SKIPPED = "skipped"  # no longer this run's video, or another stage already decided its fate
     REJECTED = "rejected"  # the upload can never succeed: the video is failed with its reason
     REQUEUED = "requeued"  # a provider quota ran out: the video goes back to pending/
@@ -160,6 +178,9 @@ class StageRunner:
             result, cache_key, reused_from = self.run_or_reuse(ctx)
         except DuplicateInProgress as wait:
             return StageOutcome(Outcome.WAITING, f"{video.name}: {wait}", error=wait)
+        except WorkPending as pending:
+            # Nothing failed and nothing is recorded yet: the next execution finds the same job.
+            return StageOutcome(Outcome.AWAITING_PROVIDER, f"{video.name}: {pending}", error=pending)
         except InputRejected as exc:
             report = failure_report(self.stage, exc, ctx)
             db.record_error(video.video_id, report)
@@ -227,6 +248,8 @@ class StageRunner:
                 raise DuplicateInProgress(leader)
         try:
             return _as_dict(self.compute(ctx)), key, None
+        except WorkPending:
+            raise  # the lead stays: the result is still being computed, at the provider
         except BaseException:
             ctx.db.release_stage_lead(key, vid)
             raise

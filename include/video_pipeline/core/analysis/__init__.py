@@ -23,7 +23,7 @@ import X`` works for every name below; the code lives in one module per job:
   ``MODEL_RESPONSE_SCHEMA``, ``schema_errors``, ``validate_analysis``, ``empty_analysis``.
 * ``languages``: ``LANGUAGE_NAMES``, ``normalize_language``, ``resolve_output_language``.
 * ``pricing``: ``DEFAULT_GEMINI_MODELS``, ``PRICES_PER_MILLION_TOKENS``,
-  ``price_table``, ``model_price``, ``estimate_cost_usd``.
+  ``BATCH_PRICE_SHARE``, ``price_table``, ``model_price``, ``estimate_cost_usd``.
 * ``results``: ``Usage``, ``AnalysisResult``, ``analysis_made_by``,
   ``unavailable_analysis``, the ``Analyzer`` protocol.
 * ``silent``: ``needs_model``, ``silent_analysis`` (videos without speech).
@@ -31,7 +31,7 @@ import X`` works for every name below; the code lives in one module per job:
 * ``prompts``: ``PROMPT_VERSION``, ``PROMPTS_DIR``, ``load_prompt_template``, ``build_prompt``.
 * ``grounding``: ``ground_analysis``, ``normalize_for_match``, ``transcript_duration``.
 * ``merge``: ``merge_analyses`` (chunk analyses into one).
-* ``model_analyzer``: ``ModelAnalyzer``, ``StructuredModel``, ``validate_model_answer``.
+* ``model_analyzer``: ``ModelAnalyzer``, ``AnalysisPlan``, ``StructuredModel``, ``validate_model_answer``.
 * ``images``: ``image_mime_type``.
 
 Tests that patch a module attribute must patch the submodule that holds it:
@@ -57,11 +57,13 @@ from include.video_pipeline.core.analysis.languages import (
 from include.video_pipeline.core.analysis.merge import merge_analyses
 from include.video_pipeline.core.analysis.model_analyzer import (
     DEFAULT_MAX_CHUNK_TOKENS,
+    AnalysisPlan,
     ModelAnalyzer,
     StructuredModel,
     validate_model_answer,
 )
 from include.video_pipeline.core.analysis.pricing import (
+    BATCH_PRICE_SHARE,
     CACHED_INPUT_SHARE,
     DEFAULT_GEMINI_MODELS,
     EXPECTED_OUTPUT_TOKENS_PER_CALL,
@@ -108,6 +110,7 @@ from include.video_pipeline.core.analysis.silent import needs_model, silent_anal
 __all__ = [
     "ANALYSIS_SCHEMA",
     "ANALYSIS_UNAVAILABLE_FLAG",
+    "BATCH_PRICE_SHARE",
     "CACHED_INPUT_SHARE",
     "DEFAULT_GEMINI_MODELS",
     "DEFAULT_LANGUAGE",
@@ -124,6 +127,7 @@ __all__ = [
     "PROMPTS_DIR",
     "PROMPT_VERSION",
     "SCHEMA_VERSION",
+    "AnalysisPlan",
     "AnalysisResult",
     "AnalysisValidationError",
     "Analyzer",

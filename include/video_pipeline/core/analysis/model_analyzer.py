@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from include.video_pipeline.core.analysis.chunking import (
@@ -55,6 +56,15 @@ class StructuredModel(Protocol):
     def count_tokens(self, text: str) -> int | None:
         """The provider's token count of ``text``; None when it cannot count. May raise."""
         ...
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """What a model is asked for one transcript: its chunks and, for each, the prompt."""
+
+    language: str
+    chunks: tuple[Chunk, ...]
+    prompts: tuple[Prompt, ...]
 
 
 def validate_model_answer(data: Any) -> list[str]:
@@ -107,6 +117,19 @@ class ModelAnalyzer:
             return [Chunk(index=0, count=1, segments=spoken)]
         return chunk_transcript(transcript, max_tokens=self.max_chunk_tokens, token_scale=counted / estimate)
 
+    def plan(self, transcript: Transcript, *, title: str, language: str, images: Sequence[bytes] = ()) -> AnalysisPlan:
+        """The chunks of a transcript that needs a model and the prompt of each."""
+        chunks = self.plan_chunks(transcript)
+        if len(chunks) > 1:
+            log.info(
+                "Transcript of %d segments split into %d parts for analysis", len(transcript.segments), len(chunks)
+            )
+        prompts = [
+            build_prompt(transcript, title=title, language=language, chunk=chunk, images=len(images))
+            for chunk in chunks
+        ]
+        return AnalysisPlan(language=language, chunks=tuple(chunks), prompts=tuple(prompts))
+
     def analyze(
         self,
         transcript: Transcript,
@@ -122,70 +145,61 @@ class ModelAnalyzer:
             return silent_analysis(
                 transcript, language=language, analyzer=self.name, model=self.hook.model, prompt_version=PROMPT_VERSION
             )
-        chunks = self.plan_chunks(transcript)
-        if len(chunks) > 1:
-            log.info(
-                "Transcript of %d segments split into %d parts for analysis", len(transcript.segments), len(chunks)
-            )
-        parts: list[dict[str, Any]] = []
-        flags: list[str] = []
-        usage = Usage()
-        prompts = [
-            build_prompt(transcript, title=title, language=language, chunk=chunk, images=len(images))
-            for chunk in chunks
-        ]
+        plan = self.plan(transcript, title=title, language=language, images=images)
         # A budget is checked for the whole analysis before its first call, so a
         # video is analysed entirely or not at all (never half, then stopped).
         begin = getattr(self.hook, "begin_analysis", None)
         if begin is not None:
-            begin([f"{p.system}\n{p.user}" for p in prompts])
+            begin([f"{p.system}\n{p.user}" for p in plan.prompts])
         try:
-            return self._analyze_chunks(transcript, chunks, prompts, language, images, parts, flags, usage)
+            answers = [
+                self.hook.generate_json(
+                    prompt=prompt.user,
+                    system_instruction=prompt.system,
+                    response_schema=MODEL_RESPONSE_SCHEMA,
+                    validate=validate_model_answer,
+                    images=images,
+                )
+                for prompt in plan.prompts
+            ]
+            return self.assemble(transcript, plan, answers)
         finally:
             end = getattr(self.hook, "end_analysis", None)
             if end is not None:
                 end()
 
-    def _analyze_chunks(
-        self,
-        transcript: Transcript,
-        chunks: Sequence[Chunk],
-        prompts: Sequence[Prompt],
-        language: str,
-        images: Sequence[bytes],
-        parts: list[dict[str, Any]],
-        flags: list[str],
-        usage: Usage,
+    def assemble(
+        self, transcript: Transcript, plan: AnalysisPlan, answers: Sequence[tuple[dict[str, Any], Usage]]
     ) -> AnalysisResult:
-        prompt_version = PROMPT_VERSION
-        for chunk, prompt in zip(chunks, prompts, strict=True):
-            prompt_version = prompt.version
-            data, call_usage = self.hook.generate_json(
-                prompt=prompt.user,
-                system_instruction=prompt.system,
-                response_schema=MODEL_RESPONSE_SCHEMA,
-                validate=validate_model_answer,
-                images=images,
-            )
+        """The analysis from each chunk's valid answer (and what it cost): grounded, merged, flagged.
+
+        However the answers were obtained (one call each, or one Gemini batch for all),
+        what counts as the analysis is decided here.
+        """
+        parts: list[dict[str, Any]] = []
+        flags: list[str] = []
+        usage = Usage()
+        language = plan.language
+        for chunk, (data, call_usage) in zip(plan.chunks, answers, strict=True):
             grounded, chunk_flags = ground_analysis(
                 {"schema_version": SCHEMA_VERSION, **data},
                 transcript,
                 language=language,
-                chunk=chunk if len(chunks) > 1 else None,
+                chunk=chunk if len(plan.chunks) > 1 else None,
             )
             parts.append(grounded)
             flags.extend(f for f in chunk_flags if f not in flags)
             usage = usage + call_usage
         merged, merge_flags = ground_analysis(merge_analyses(parts, language=language), transcript, language=language)
         flags.extend(f for f in merge_flags if f not in flags)
-        if len(chunks) > 1:
+        if len(plan.chunks) > 1:
             flags.append("chunked")
         if transcript.quality == TranscriptQuality.SUSPECT:
             flags.append("transcript_suspect")
         return AnalysisResult(
             analyzer=self.name,
             model=self.hook.model,
-            prompt_version=prompt_version,
+            prompt_version=plan.prompts[-1].version if plan.prompts else PROMPT_VERSION,
             language=language,
             data=merged,
             flags=tuple(flags),

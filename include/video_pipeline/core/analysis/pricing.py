@@ -45,6 +45,13 @@ PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, ...]] = {
     "gemini-2.0-flash-lite": (0.075, 0.30),
 }
 CACHED_INPUT_SHARE = 0.10
+# What a Gemini Batch API call costs against the same call online: Google bills batch
+# jobs at 50% of the standard price, input and output alike (ai.google.dev/gemini-api/docs/
+# batch-api; the pricing page's "Batch" rows, e.g. 3.1 Flash-Lite $0.125/$0.75 against
+# $0.25/$1.50). Every rate of a table entry is scaled, so a VIDEO_PIPELINE_PRICES_JSON
+# override is halved for batch calls too; the page gives most models no separate batch
+# cache rate, and the analysis prompts (one transcript each) rarely hit a cache.
+BATCH_PRICE_SHARE = 0.5
 # What one analysis call is expected to write (answer plus thinking), for the
 # budget's estimate before the call: analyses of up to 30k-token chunks come
 # back in 1-3k tokens, and thinking models add about as much again.
@@ -83,11 +90,13 @@ def estimate_cost_usd(
     prices: PriceTable | None = None,
     thinking_tokens: int = 0,
     cached_tokens: int = 0,
+    batch: bool = False,
 ) -> float | None:
     """Estimated price of a call, or None for a model missing from the price table.
 
     ``input_tokens`` includes ``cached_tokens``, as ``promptTokenCount`` does;
-    thinking tokens are billed as output.
+    thinking tokens are billed as output. ``batch`` prices a Gemini Batch API call
+    (``BATCH_PRICE_SHARE`` of the online price).
     """
     price = model_price(model, prices)
     if price is None:
@@ -95,4 +104,6 @@ def estimate_cost_usd(
     price_in, price_out, price_cached = price
     cached = min(max(cached_tokens, 0), input_tokens)
     total = (input_tokens - cached) * price_in + cached * price_cached + (output_tokens + thinking_tokens) * price_out
+    if batch:
+        total *= BATCH_PRICE_SHARE
     return round(total / 1_000_000, 6)

@@ -25,7 +25,7 @@ Which submodule holds what (everything below is importable from this package):
 
 * ``model_hook``: :class:`ModelHook`, the base class that does all of the above;
 * ``errors``: :class:`InvalidModelOutput`, :class:`ProviderUnavailable` and its reason
-  codes, :class:`BudgetExceeded`, :class:`ModelNotFound`, :class:`Retryable`;
+  codes, :class:`BatchUnavailable`, :class:`BudgetExceeded`, :class:`ModelNotFound`, :class:`Retryable`;
 * ``state``: the :class:`SharedProviderState` protocol and :class:`CallRecord`;
 * ``timing``: :func:`parse_retry_after` and :func:`next_quota_reset`;
 * ``answers``: :func:`parse_json_object` and :func:`redact`.
@@ -35,11 +35,16 @@ from __future__ import annotations
 
 from include.video_pipeline.hooks.llm_base.answers import parse_json_object, redact
 from include.video_pipeline.hooks.llm_base.errors import (
+    BATCH_CANCELLED,
+    BATCH_EXPIRED,
+    BATCH_FAILED,
+    BATCH_REQUEST_FAILED,
     LOCATION_UNSUPPORTED,
     MODEL_UNAVAILABLE,
     PROVIDER_AUTH,
     PROVIDER_MISCONFIGURED,
     PROVIDER_UNREACHABLE,
+    BatchUnavailable,
     BudgetExceeded,
     InvalidModelOutput,
     ModelNotFound,
@@ -51,11 +56,16 @@ from include.video_pipeline.hooks.llm_base.state import CallRecord, SharedProvid
 from include.video_pipeline.hooks.llm_base.timing import next_quota_reset, parse_retry_after
 
 __all__ = [
+    "BATCH_CANCELLED",
+    "BATCH_EXPIRED",
+    "BATCH_FAILED",
+    "BATCH_REQUEST_FAILED",
     "LOCATION_UNSUPPORTED",
     "MODEL_UNAVAILABLE",
     "PROVIDER_AUTH",
     "PROVIDER_MISCONFIGURED",
     "PROVIDER_UNREACHABLE",
+    "BatchUnavailable",
     "BudgetExceeded",
     "CallRecord",
     "InvalidModelOutput",

@@ -35,6 +35,22 @@ MODEL_UNAVAILABLE = "model_unavailable"  # every configured model retired or unk
 LOCATION_UNSUPPORTED = "location_unsupported"  # "User location is not supported for the API use."
 PROVIDER_MISCONFIGURED = "provider_misconfigured"  # no key, no URL, no project, no price for a budget
 PROVIDER_UNREACHABLE = "provider_unreachable"  # a self-hosted server that does not answer
+# A Gemini Batch API job that ended without answers (BatchUnavailable.reason).
+BATCH_FAILED = "batch_failed"  # BATCH_STATE_FAILED: Google could not run it
+BATCH_EXPIRED = "batch_expired"  # BATCH_STATE_EXPIRED: Google could not finish it in time
+BATCH_CANCELLED = "batch_cancelled"  # BATCH_STATE_CANCELLED: someone cancelled it
+BATCH_REQUEST_FAILED = "batch_request_failed"  # the batch ran, but this video's request got an error
+
+
+class BatchUnavailable(ProviderUnavailable):
+    """The video's Gemini batch ended without an analysis (failed, expired, cancelled, or its request failed).
+
+    Handled as a provider outage, not as the video's fault: the video completes with its
+    media and transcript and its analysis marked unavailable with the reason above;
+    ``reprocess=failed`` analyses it again (a new batch, or online with ``gemini_batch=online``).
+    No online call is made in its place: a batch was asked for to halve the price, and a
+    cancelled one was stopped on purpose.
+    """
 
 
 class BudgetExceeded(QuotaExhausted):

@@ -164,14 +164,15 @@ class ModelHook(BaseHook, abc.ABC):
             f"Set VIDEO_PIPELINE_GEMINI_MODEL to a current model, e.g. {','.join(DEFAULT_GEMINI_MODELS)}.",
         )
 
-    def begin_analysis(self, prompts: Sequence[str]) -> None:
+    def begin_analysis(self, prompts: Sequence[str], *, batch: bool = False) -> float | None:
         """Before an analysis' first call: hold its estimated cost against the spending caps.
 
         The estimate is the provider's token count of every prompt times the input
-        price plus ``EXPECTED_OUTPUT_TOKENS_PER_CALL`` per prompt times the output price.
+        price plus ``EXPECTED_OUTPUT_TOKENS_PER_CALL`` per prompt times the output price
+        (the Batch API's price with ``batch``). Returns the estimate held; None without a cap.
         """
         if self.state is None or not self.state.budget_enabled:
-            return
+            return None
         input_tokens = 0
         for prompt in prompts:
             counted: int | None = None
@@ -181,7 +182,7 @@ class ModelHook(BaseHook, abc.ABC):
                 log.info("Token count for the budget failed (%s); using the estimate", type(exc).__name__)
             input_tokens += counted if counted else estimate_tokens(prompt)
         output_tokens = EXPECTED_OUTPUT_TOKENS_PER_CALL * len(prompts)
-        estimate = estimate_cost_usd(self.model, input_tokens, output_tokens, prices=self.prices)
+        estimate = estimate_cost_usd(self.model, input_tokens, output_tokens, prices=self.prices, batch=batch)
         if estimate is None:
             raise ProviderUnavailable(
                 PROVIDER_MISCONFIGURED,
@@ -189,13 +190,15 @@ class ModelHook(BaseHook, abc.ABC):
                 '(e.g. {"' + self.model + '": [input, output]} in USD per million tokens).',
             )
         log.info(
-            "Analysis estimate: %d input tokens (counted), %d output tokens (expected), $%.6f with %s",
+            "Analysis estimate: %d input tokens (counted), %d output tokens (expected), $%.6f with %s%s",
             input_tokens,
             output_tokens,
             estimate,
             self.model,
+            " (Batch API price)" if batch else "",
         )
         self.state.reserve(self.model, estimate)
+        return estimate
 
     def end_analysis(self) -> None:
         if self.state is not None and self.state.budget_enabled:
@@ -327,7 +330,13 @@ class ModelHook(BaseHook, abc.ABC):
         latency: float,
         thinking_tokens: int = 0,
         cached_tokens: int = 0,
+        batch: bool = False,
+        record_spend: bool = True,
     ) -> CallRecord:
+        """What a call cost (at the Batch API's price with ``batch``), kept and recorded as spend.
+
+        ``record_spend`` is False for a batch answer read again by a retry: its spend is recorded once.
+        """
         record = CallRecord(
             model=model,
             input_tokens=input_tokens,
@@ -341,16 +350,18 @@ class ModelHook(BaseHook, abc.ABC):
                 prices=self.prices,
                 thinking_tokens=thinking_tokens,
                 cached_tokens=cached_tokens,
+                batch=batch,
             ),
             thinking_tokens=thinking_tokens,
             cached_tokens=cached_tokens,
         )
         self.calls.append(record)
-        if self.state is not None:
+        if self.state is not None and record_spend:
             self.state.spend(record)
         log.info(
-            "%s %s: %d input tokens (%d cached), %d output tokens, %d thinking tokens, %.2fs, attempt %d, $%s",
+            "%s%s %s: %d input tokens (%d cached), %d output tokens, %d thinking tokens, %.2fs, attempt %d, $%s",
             self.provider_label,
+            " batch" if batch else "",
             record.model,
             record.input_tokens,
             record.cached_tokens,

@@ -12,6 +12,7 @@ importable from this package):
 * ``ledger``: claiming, leasing, deciding and finishing uploads (``videos``);
 * ``stage_leads``: reusing a duplicate's stage result and one lead per computation;
 * ``results``: stage runs, media, transcripts, analyses and the manifest;
+* ``gemini_batches``: the Gemini Batch API job each batched analysis waits for;
 * ``queries``: the API's read-only SQL (status, lists, the library, search).
 * ``pool``: the few connections per api-server process that ``queries`` runs on.
 

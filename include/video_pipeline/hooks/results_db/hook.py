@@ -7,12 +7,13 @@ this module only puts them together, so a task holds one hook and one connection
 
 from __future__ import annotations
 
+from include.video_pipeline.hooks.results_db.gemini_batches import GeminiBatches
 from include.video_pipeline.hooks.results_db.ledger import Ledger
 from include.video_pipeline.hooks.results_db.results import Results
 from include.video_pipeline.hooks.results_db.stage_leads import StageLeads
 
 
-class ResultsDbHook(Ledger, StageLeads, Results):
+class ResultsDbHook(Ledger, StageLeads, Results, GeminiBatches):
     """The results database, reached through an Airflow Postgres connection.
 
     :param postgres_conn_id: the connection id (default ``postgres_default``).
