@@ -146,6 +146,10 @@ class ModelAnalyzer:
                 transcript, language=language, analyzer=self.name, model=self.hook.model, prompt_version=PROMPT_VERSION
             )
         plan = self.plan(transcript, title=title, language=language, images=images)
+        return self.answer(transcript, plan, images)
+
+    def answer(self, transcript: Transcript, plan: AnalysisPlan, images: Sequence[bytes]) -> AnalysisResult:
+        """The analysis of a planned transcript: one online call per chunk (the Gemini batch path overrides it)."""
         # A budget is checked for the whole analysis before its first call, so a
         # video is analysed entirely or not at all (never half, then stopped).
         begin = getattr(self.hook, "begin_analysis", None)

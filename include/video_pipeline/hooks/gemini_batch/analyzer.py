@@ -26,14 +26,10 @@ from typing import Any, NoReturn
 from include.video_pipeline.core.analysis import (
     DEFAULT_MAX_CHUNK_TOKENS,
     MODEL_RESPONSE_SCHEMA,
-    PROMPT_VERSION,
     AnalysisPlan,
     AnalysisResult,
     AnalyzerName,
     Usage,
-    needs_model,
-    resolve_output_language,
-    silent_analysis,
     validate_model_answer,
 )
 from include.video_pipeline.core.errors import PermanentError, PipelineError, QuotaExhausted
@@ -73,20 +69,8 @@ class GeminiBatchAnalyzer(GeminiAnalyzer):
         self.video_id = video_id
         self.run_id = run_id
 
-    def analyze(
-        self,
-        transcript: Transcript,
-        *,
-        title: str,
-        output_language: str | None = None,
-        images: Sequence[bytes] = (),
-    ) -> AnalysisResult:
-        language = resolve_output_language(transcript, output_language)
-        if not needs_model(transcript):
-            return silent_analysis(
-                transcript, language=language, analyzer=self.name, model=self.hook.model, prompt_version=PROMPT_VERSION
-            )
-        plan = self.plan(transcript, title=title, language=language, images=images)
+    def answer(self, transcript: Transcript, plan: AnalysisPlan, images: Sequence[bytes]) -> AnalysisResult:
+        """The planned chunks' answers from this video's one batch: found, or submitted (then ``BatchPending``)."""
         key = jobs.request_key(plan.prompts, images)
         row = self.batches.find_gemini_batch(video_id=self.video_id, request_key=key, run_id=self.run_id)
         if row is None:
