@@ -17,6 +17,7 @@ triggerer would) and runs again to collect it:
 
 from __future__ import annotations
 
+import html
 import json
 
 import psycopg2
@@ -130,6 +131,10 @@ def test_reprocessing_through_the_batch_api_publishes_every_video_once_paid(
         stored_key = next(k for k in outputs if k.endswith("/analysis.json") and key.split(".")[0] in k)
         stored = json.loads(s3_client.get_object(Bucket=s3_bucket, Key=stored_key)["Body"].read())
         assert stored["data"]["summary"] and stored["usage"]["cost_usd"] == pytest.approx(cost, abs=1e-6)
+        # The report a person opens says what the analysis cost.
+        report_key = stored_key.removesuffix("analysis.json") + "report.html"
+        report = s3_client.get_object(Bucket=s3_bucket, Key=report_key)["Body"].read().decode()
+        assert "Analysis cost" in report and "(estimate) · 1 call," in html.unescape(report)
     assert all(r.generation_config.get("responseJsonSchema") for r in batch_requests)
 
     # The failed batch ends clearly: media and transcript published, analysis unavailable with the reason.
