@@ -14,6 +14,12 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export UV_LINK_MODE := copy
+# Compiled modules are cached under .venv/pycache, also where PYTHONDONTWRITEBYTECODE is set
+# (CI images set it) and uv installs without bytecode: without a cache every Airflow process
+# (each DAG run, CLI call, scheduler and task) compiles ~1,500 modules from source again.
+# The prefix keeps the source tree free of __pycache__ folders, the usual reason for the setting.
+export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
+unexport PYTHONDONTWRITEBYTECODE
 # /opt/wheels holds a local CPU build of torch on this machine kind (openai-whisper's torch).
 WHEELS := $(wildcard /opt/wheels)
 FIND_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
