@@ -114,6 +114,13 @@ def run_dag_in_this_process(conf: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": dag_run.run_id, "state": str(dag_run.state)}
 
 
+def _json_value(value: Any) -> Any:
+    """Database values JSON has no type for: numerics as numbers, times (and the rest) as text."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else str(value)
+
+
 def summarize(run_id: str) -> list[dict[str, Any]]:
     from include.video_pipeline.config import load_settings
     from include.video_pipeline.hooks.results_db.queries import run_overview
@@ -195,7 +202,10 @@ def main() -> int:
 
     if args.inside:
         result = run_dag_in_this_process(conf)
-        Path(args.inside).write_text(json.dumps(result))
+        # The overview is read here, where Airflow is imported anyway: the parent process
+        # only prints it, and never pays Airflow's import (seconds) after the run.
+        result["videos"] = summarize(result["run_id"])
+        Path(args.inside).write_text(json.dumps(result, default=_json_value))
         return 0
 
     data_dir = Path(os.environ.get("VIDEO_PIPELINE_DATA_DIR", ROOT / ".data"))
@@ -244,7 +254,7 @@ def main() -> int:
         return 1
     result = json.loads(result_path.read_text())
     results_dsn = env["AIRFLOW_CONN_POSTGRES_DEFAULT"]
-    rows = [r for r in summarize(result["run_id"])]
+    rows = result["videos"]
     print(f"\nRun {result['run_id']}: {result['state']} in {time.monotonic() - started:.0f}s (task logs: {log_path})")
     if not rows:
         print("  nothing was pending.")
