@@ -511,6 +511,8 @@ def test_helm_values_have_the_keys_the_chart_expects() -> None:
     env_names = {item["name"] for item in values["env"]}
     assert {"PYTHONPATH", "VIDEO_PIPELINE_BUCKET"} <= env_names
     assert values["postgresql"]["enabled"] is False or "auth" in values["postgresql"]
+    # Empty, so the chart mounts no airflow_local_settings.py over the image's policy.
+    assert values["airflowLocalSettings"] == ""
 
 
 def test_pools_are_written_in_one_import_that_keeps_deferred_tasks_out_of_their_slots(init_module: ModuleType) -> None:
