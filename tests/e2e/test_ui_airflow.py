@@ -15,7 +15,8 @@ leaves no process behind. Through the browser, as a user would:
   are skipped, in the metadata database and in the UI;
 * /video-pipeline/docs renders with the browser cut off from every host but this one;
 * published files are readable (0644), as a web server expects;
-* the Videos page: list, filter, search, a hit that seeks the player, reprocess, Russian labels.
+* the Videos page: list, filter, search, a hit that seeks the player, reprocess, Russian labels
+  (asked for, from Airflow's language setting, from the browser's language).
 
 Chromium resolves no host but 127.0.0.1, so nothing can come from a CDN.
 """
@@ -483,6 +484,19 @@ def test_the_videos_page_in_russian_and_without_permission(stack: Stack) -> None
         assert browser.evaluate("document.querySelector('h1').textContent") == "Видео"
         assert browser.evaluate("document.documentElement.lang") == "ru"
         assert "Найти" in browser.text()
+    # With no choice on the page: Airflow's language setting (the UI keeps it in this origin's
+    # localStorage), else the browser's language.
+    with stack.browser() as browser:
+        browser.open(f"{stack.base}/video-pipeline/ui/")
+        browser.wait_for("document.body.dataset.ready === '1'", 60, "the page")
+        assert browser.evaluate("document.querySelector('h1').textContent") == "Videos"
+        browser.evaluate("localStorage.setItem('i18nextLng', 'ru')")  # what Airflow's language menu stores
+        browser.open(f"{stack.base}/video-pipeline/ui/")
+        browser.wait_for("document.querySelector('h1').textContent === 'Видео'", 60, "Airflow's language")
+    with Browser(lang="ru-RU") as browser:
+        browser.open(f"{stack.base}/video-pipeline/ui/")
+        assert browser.evaluate("navigator.language").startswith("ru")
+        browser.wait_for("document.querySelector('h1').textContent === 'Видео'", 60, "the browser's language")
     # Without a login the page's data calls are refused, and the page says why.
     browser = Browser()
     try:
