@@ -19,6 +19,7 @@ from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE, p
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+POLICY_DIR = ROOT / "deploy" / "airflow"  # airflow_local_settings.py
 
 # Sized for a laptop or this 2-core machine: two transcodes overlap the other stages' waits.
 DEFAULT_POOL_SLOTS = {TRANSCODE: 2, TRANSCRIBE: 1, ANALYSIS: 4}
@@ -88,10 +89,14 @@ def airflow_environment(
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_POSTGRES_DEFAULT": f"postgresql://postgres@127.0.0.1:{postgres_port}/video_pipeline",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
     }
     for key, value in defaults.items():
         env.setdefault(key, value)
+    # The project (DAGs and plugins import include.*) and the cluster policy
+    # (deploy/airflow/airflow_local_settings.py, which the image puts in Airflow's config folder).
+    env["PYTHONPATH"] = os.pathsep.join(
+        dict.fromkeys(p for p in (str(ROOT), str(POLICY_DIR), *env.get("PYTHONPATH", "").split(os.pathsep)) if p)
+    )
     env["PATH"] = os.pathsep.join((str(VENV_BIN), env.get("PATH", "")))
     env.update(legacy_connections(env))
     return env

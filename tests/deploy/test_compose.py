@@ -404,6 +404,17 @@ def test_transcribe_tasks_are_routed_to_the_configured_queue(monkeypatch: pytest
     assert (transcribe.queue, transcode.queue) == ("gpu", "default")
 
 
+def test_the_naming_hook_leaves_other_dags_alone_and_never_raises() -> None:
+    """The scheduler calls it for every task instance it creates (the names themselves: tests/e2e)."""
+    from types import SimpleNamespace
+
+    policy = _load_module(POLICY, "vp_airflow_local_settings")
+    ti = SimpleNamespace(task_id="video.analyze", map_index=1, _rendered_map_index=None)
+    for dag_run in (None, SimpleNamespace(dag_id="other_dag"), SimpleNamespace(dag_id="video_pipeline", id=1)):
+        policy.task_instance_mutation_hook(ti, dag_run)  # the last one has no session to read the names from
+    assert ti._rendered_map_index is None
+
+
 # --- results database SQL against a real PostgreSQL -------------------------------------------
 
 
@@ -500,6 +511,8 @@ def test_helm_values_have_the_keys_the_chart_expects() -> None:
     env_names = {item["name"] for item in values["env"]}
     assert {"PYTHONPATH", "VIDEO_PIPELINE_BUCKET"} <= env_names
     assert values["postgresql"]["enabled"] is False or "auth" in values["postgresql"]
+    # Empty, so the chart mounts no airflow_local_settings.py over the image's policy.
+    assert values["airflowLocalSettings"] == ""
 
 
 def test_pools_are_written_in_one_import_that_keeps_deferred_tasks_out_of_their_slots(init_module: ModuleType) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.e2e.labels import LabelWatch
 from tests.fixtures import clips
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +17,10 @@ def test_samples_run_through_the_dag_on_local_storage_twice(run_pipeline, tmp_pa
     env = {"VIDEO_PIPELINE_LOCAL_ROOT": str(storage), "VIDEO_PIPELINE_ANALYZER": "auto"}
     env.update({"GEMINI_API_KEY": "", "GOOGLE_API_KEY": "", "AIRFLOW_CONN_GEMINI_DEFAULT": ""})
 
+    rejected = LabelWatch(postgres.dsn("airflow"), "not-a-video.mp4")
+    rejected.start()
     first = run_pipeline(env)
+    labels = rejected.finish()
     assert first.returncode == 0, first.output + first.log[-4000:]
     assert "added 4 sample clip(s)" in first.output
     assert first.state == "success"
@@ -28,6 +32,10 @@ def test_samples_run_through_the_dag_on_local_storage_twice(run_pipeline, tmp_pa
     assert report["reason"] == "not_media" and "not-a-video.mp4" in report["message"]
     assert not list((storage / "pending").iterdir())
     assert not (storage / "processing").exists() or not list((storage / "processing").iterdir())
+    # The rejected upload's tasks showed its name as soon as they were skipped, while the run
+    # still went: not their map index number until the run-end listener named them.
+    group = ("video.transcode", "video.transcribe", "video.analyze", "video.publish")
+    assert labels == dict.fromkeys(group, "not-a-video.mp4"), labels
 
     # One summary line per video: state, name, language, first words, where the outputs are.
     lines = {line.split()[2]: line for line in first.output.splitlines() if line.strip().startswith(("✓", "✗"))}

@@ -11,10 +11,12 @@ leaves no process behind. Through the browser, as a user would:
 * the Outputs link opens report.html over HTTP through the plugin, behind the login;
   the rejected video's link opens its page in the library instead;
 * the failure's reason, by the user's file name, is a note on the task and the run,
-  and the skipped tasks of the rejected video are labelled with its name;
+  and the rejected video's tasks show its name (not a map index number) from the moment they
+  are skipped, in the metadata database and in the UI;
 * /video-pipeline/docs renders with the browser cut off from every host but this one;
 * published files are readable (0644), as a web server expects;
-* the Videos page: list, filter, search, a hit that seeks the player, reprocess, Russian labels.
+* the Videos page: list, filter, search, a hit that seeks the player, reprocess, Russian labels
+  (asked for, from Airflow's language setting, from the browser's language).
 
 Chromium resolves no host but 127.0.0.1, so nothing can come from a CDN.
 """
@@ -37,6 +39,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from tests.e2e.labels import LabelWatch
 from tests.e2e.ui_browser import Browser
 from tests.fixtures import clips
 from tests.fixtures.models import faster_whisper_tiny_en
@@ -219,6 +222,8 @@ class Processed:
     good_id: str
     bad_id: str
     index: dict[str, int]  # file name -> map index
+    # The rejected video's task names with all its tasks finished and the run still going.
+    labels_while_running: dict[str, str | None] | None
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +265,8 @@ def processed(stack: Stack) -> Processed:
     assert conf.get("one_shot") is False and conf.get("video_id") is None  # the defaults, as submitted
 
     # The uploads arrive after the trigger: the manual run is to process them, not the hourly one.
+    rejected = LabelWatch(stack.airflow_dsn, BAD, run_id=run_id)
+    rejected.start()
     pending = stack.storage / "pending"
     clips.make_speech_video(pending / GOOD, SPEECH)
     (pending / BAD).write_text("this is a text file, not a video")
@@ -274,6 +281,7 @@ def processed(stack: Stack) -> Processed:
         "the manual run to finish",
         interval=3,
     )
+    labels_while_running = rejected.finish()
     assert state == "success"
     rows = dict(stack.results("SELECT source_key, claim_run_id FROM videos"))
     assert rows == {GOOD: run_id, BAD: run_id}, rows
@@ -288,6 +296,7 @@ def processed(stack: Stack) -> Processed:
         good_id=ids[GOOD],
         bad_id=ids[BAD],
         index={video["name"]: i for i, video in enumerate(claimed)},
+        labels_while_running=labels_while_running,
     )
 
 
@@ -370,18 +379,31 @@ def test_a_failure_shows_its_reason_by_the_users_file_name(stack: Stack, process
         )
     )
     assert set(labels.values()) == {BAD}, labels  # not "1": the skipped tasks are named too
+    # ... and as soon as they were skipped, while the run still went (not only by the run-end listener).
+    group = ("video.transcode", "video.transcribe", "video.analyze", "video.publish")
+    assert processed.labels_while_running == dict.fromkeys(group, BAD), processed.labels_while_running
     (run_note,) = stack.airflow(
         "SELECT n.content FROM dag_run dr JOIN dag_run_note n ON n.dag_run_id = dr.id WHERE dr.run_id = %s",
         (processed.run_id,),
     )[0]
     assert run_note.startswith("2 video(s): 1 completed, 1 failed.") and f"✗ {BAD}: not_media" in run_note
 
-    # Where a user looks: the task's page in the UI shows the note.
-    page = f"{stack.base}/dags/video_pipeline/runs/{processed.run_id}/tasks/video.analyze/mapped/{index}"
+    # Where a user looks: the task's page in the UI shows the note, and the task by the video's name.
+    run_page = f"{stack.base}/dags/video_pipeline/runs/{processed.run_id}"
     with stack.browser() as browser:
-        browser.open(page)
+        browser.open(f"{run_page}/tasks/video.analyze/mapped/{index}")
         browser.wait_for(f"document.body.innerText.includes({json.dumps(BAD + ': not_media')})", 90, "the note")
+        # The page's title: "analyze [bad upload.mp4]", not "analyze [1]".
+        browser.wait_for(f"document.body.innerText.includes({json.dumps(f'[{BAD}]')})", 30, "the task by name")
         browser.screenshot(stack.shots / "failure-note.png")
+        # The list the grid opens for a mapped task names each instance (the Map Index column).
+        browser.open(f"{run_page}/tasks/video.publish/mapped")
+        names = (
+            "[...document.querySelectorAll('td a')].map(a => a.innerText.trim())"
+            f".filter(t => [{json.dumps(BAD)}, {json.dumps(GOOD)}].includes(t))"
+        )
+        listed = browser.wait_for(f"{names}.length === 2 && {names}", 60, "the mapped instances by name")
+        assert sorted(listed) == [BAD, GOOD]
 
 
 def test_the_api_docs_render_without_internet(stack: Stack) -> None:
@@ -462,6 +484,19 @@ def test_the_videos_page_in_russian_and_without_permission(stack: Stack) -> None
         assert browser.evaluate("document.querySelector('h1').textContent") == "Видео"
         assert browser.evaluate("document.documentElement.lang") == "ru"
         assert "Найти" in browser.text()
+    # With no choice on the page: Airflow's language setting (the UI keeps it in this origin's
+    # localStorage), else the browser's language.
+    with stack.browser() as browser:
+        browser.open(f"{stack.base}/video-pipeline/ui/")
+        browser.wait_for("document.body.dataset.ready === '1'", 60, "the page")
+        assert browser.evaluate("document.querySelector('h1').textContent") == "Videos"
+        browser.evaluate("localStorage.setItem('i18nextLng', 'ru')")  # what Airflow's language menu stores
+        browser.open(f"{stack.base}/video-pipeline/ui/")
+        browser.wait_for("document.querySelector('h1').textContent === 'Видео'", 60, "Airflow's language")
+    with Browser(lang="ru-RU") as browser:
+        browser.open(f"{stack.base}/video-pipeline/ui/")
+        assert browser.evaluate("navigator.language").startswith("ru")
+        browser.wait_for("document.querySelector('h1').textContent === 'Видео'", 60, "the browser's language")
     # Without a login the page's data calls are refused, and the page says why.
     browser = Browser()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +36,8 @@ def chromium_binary() -> str:
 class Browser:
     """One headless Chromium with one page; ``evaluate`` runs JavaScript in it."""
 
-    def __init__(self, width: int = 1440, height: int = 1000):
+    def __init__(self, width: int = 1440, height: int = 1000, lang: str = "en-US"):
+        """:param lang: the browser's language (``navigator.language``, Accept-Language)."""
         self.profile = Path(tempfile.mkdtemp(prefix="chromium-cdp-"))
         self.process = subprocess.Popen(
             [
@@ -57,9 +59,12 @@ class Browser:
                 "--remote-debugging-port=0",
                 f"--user-data-dir={self.profile}",
                 f"--window-size={width},{height}",
-                "--lang=en-US",
+                f"--lang={lang}",
+                f"--accept-lang={lang}",
                 "about:blank",
             ],
+            # Chromium on Linux takes its UI language from the environment, not only the flag.
+            env={**os.environ, "LANGUAGE": lang.replace("-", "_")},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

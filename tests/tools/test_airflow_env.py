@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from tools.airflow_env import airflow_environment, legacy_connections, read_dotenv
+from tools.airflow_env import ROOT, airflow_environment, legacy_connections, read_dotenv
 
 
 def test_old_pipeline_variables_become_connections():
@@ -55,3 +56,12 @@ def test_make_run_creates_every_pool_the_dag_uses():
     assert set(DEFAULT_POOL_SLOTS) == set(ALL_POOLS)
     assert {spec.name for spec in ALL_POOLS} == {"video_transcode", "video_transcribe", "video_analysis"}
     assert all(slots >= 1 for slots in DEFAULT_POOL_SLOTS.values())
+
+
+def test_airflow_processes_find_the_project_and_its_cluster_policy(tmp_path: Path):
+    # The policy names a video's task instances in the grid (include/video_pipeline/api/grid_names.py);
+    # Airflow imports it as `airflow_local_settings` from sys.path. A PYTHONPATH of the user's is kept.
+    env = airflow_environment(5432, tmp_path / "home", {"VIDEO_PIPELINE_ENV_FILE": os.devnull, "PYTHONPATH": "/x"})
+    project, policy, *rest = env["PYTHONPATH"].split(os.pathsep)
+    assert Path(project) == ROOT and rest == ["/x"]
+    assert (Path(policy) / "airflow_local_settings.py").is_file()

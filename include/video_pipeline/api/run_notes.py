@@ -8,9 +8,9 @@ listeners in the scheduler, inside the session that records the run's new state)
 * writes a run note: how many videos completed and failed, and why each failed,
   by the user's file name;
 * writes that reason as the note of each of the failed video's task instances;
-* gives the tasks that the scheduler skipped without running them the video's
-  name as their map index label (a ``map_index_template`` is only rendered by
-  a task that runs, so they would show ``1``).
+* names any of the video's task instances still without a name (``grid_names``:
+  the cluster policy names them as they are created; this covers a deployment
+  without it).
 
 Everything goes through the scheduler's own session: a second session could wait
 on the row locks the scheduler holds on this very run. A problem here is logged
@@ -26,15 +26,13 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from include.video_pipeline.api import grid_names
 from include.video_pipeline.api.settings import DAG_ID
 from include.video_pipeline.core.states import safe_name
 
 log = logging.getLogger(__name__)
 
-CLAIM_TASK_ID = "claim_uploads"
-GROUP_PREFIX = "video."
 MAX_NOTE_CHARS = 1000  # Airflow's note column holds 1000 characters
-MAX_LABEL_CHARS = 250  # as VideoStageOperator's label
 
 
 def user_message(message: str | None, source_key: str) -> str:
@@ -77,27 +75,8 @@ def run_note(rows: list[dict[str, Any]]) -> str:
     return note if len(note) <= MAX_NOTE_CHARS else note[: MAX_NOTE_CHARS - 1] + "…"
 
 
-def _claimed(session: Any, dag_run: Any) -> list[dict[str, Any]]:
-    """The claim task's XCom: one dict per mapped group, in map-index order."""
-    from airflow.models.xcom import XComModel
-    from sqlalchemy import select
-
-    row = session.execute(
-        select(XComModel.value).where(
-            XComModel.dag_run_id == dag_run.id,
-            XComModel.task_id == CLAIM_TASK_ID,
-            XComModel.key == "return_value",
-            XComModel.map_index == -1,
-        )
-    ).first()
-    value = XComModel.deserialize_value(row) if row is not None else None
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
 def annotate(dag_run: Any) -> None:
     """Notes and labels for one finished run (see the module docstring)."""
-    from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import select
     from sqlalchemy.orm import object_session
 
     from include.video_pipeline.config import load_settings
@@ -106,7 +85,7 @@ def annotate(dag_run: Any) -> None:
     session = object_session(dag_run)
     if session is None:
         return
-    claimed = _claimed(session, dag_run)
+    claimed = grid_names.claimed(session, dag_run)
     if not claimed:
         return
     settings = load_settings()
@@ -116,28 +95,13 @@ def annotate(dag_run: Any) -> None:
     finally:
         db.close()
 
-    tis = session.scalars(
-        select(TaskInstance).where(
-            TaskInstance.dag_id == dag_run.dag_id,
-            TaskInstance.run_id == dag_run.run_id,
-            TaskInstance.task_id.startswith(GROUP_PREFIX),
-            TaskInstance.map_index >= 0,
-        )
-    ).all()
-    by_index: dict[int, list[Any]] = {}
-    for ti in tis:
-        by_index.setdefault(ti.map_index, []).append(ti)
+    by_index = grid_names.name_unnamed(session, dag_run, claimed)
     for index, video in enumerate(claimed):
-        name = str(video.get("name") or posixpath.basename(str(video.get("rel_key") or "")))
-        label = name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + "…"
         row = rows.get(str(video.get("video_id")))
-        failed = row is not None and (row["state"] == "failed" or row.get("outcome") == "failed")
+        if row is None or not (row["state"] == "failed" or row.get("outcome") == "failed"):
+            continue
         for ti in by_index.get(index, []):
-            # The column itself: ``rendered_map_index`` is a read-only hybrid that
-            # falls back to the index number.
-            if ti._rendered_map_index is None:
-                ti._rendered_map_index = label
-            if failed and row is not None and not ti.note:
+            if not ti.note:
                 ti.note = failure_line(row)[:MAX_NOTE_CHARS]
     if rows and not dag_run.note:
         dag_run.note = run_note(list(rows.values()))
