@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 from include.video_pipeline.core.pools import ANALYSIS, TRANSCODE, TRANSCRIBE, pools_import_document
 
@@ -112,20 +113,88 @@ def airflow(args: list[str], env: Mapping[str, str], *, quiet: bool = True) -> s
     )
 
 
-def prepare_metadata(env: Mapping[str, str]) -> None:
-    """Migrate Airflow's metadata database and create the pools the DAG uses (idempotent)."""
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+PREPARED_STAMP = ".video-pipeline-prepared.json"
+
+
+def _metadata_state(url: str) -> dict[str, object] | None:
+    """The Alembic revision and the pools of a PostgreSQL metadata DB, read without importing Airflow."""
+    if not url.startswith("postgresql"):
+        return None
+    import psycopg2
+
+    try:
+        with psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://", 1), connect_timeout=5) as conn:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT to_regclass('alembic_version') IS NOT NULL AND to_regclass('slot_pool') IS NOT NULL"
+                )
+                if not cur.fetchone()[0]:
+                    return None
+                cur.execute("SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version")
+                revision = cur.fetchone()[0]
+                cur.execute("SELECT pool, slots, description, include_deferred FROM slot_pool")
+                pools = {name: [slots, description, deferred] for name, slots, description, deferred in cur}
+    except psycopg2.Error:
+        return None
+    return {"revision": revision, "pools": pools}
+
+
+def _is_prepared(env: Mapping[str, str], stamp: Path, pools_document: str) -> bool:
+    """The same Airflow migrated this DB to the revision it is at, and the DAG's pools are as configured."""
+    from importlib.metadata import version
+
+    state = _metadata_state(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if state is None or not state["revision"]:
+        return False
+    try:
+        stamped = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = {
+        name: [pool["slots"], pool["description"], pool["include_deferred"]]
+        for name, pool in json.loads(pools_document).items()
+    }
+    present = cast("dict[str, list[object]]", state["pools"])
+    return stamped == {"airflow": version("apache-airflow-core"), "revision": state["revision"]} and all(
+        present.get(name) == pool for name, pool in wanted.items()
+    )
+
+
+def _stamp(env: Mapping[str, str], stamp: Path) -> None:
+    from importlib.metadata import version
+
+    state = _metadata_state(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if state is not None:
+        stamp.write_text(json.dumps({"airflow": version("apache-airflow-core"), "revision": state["revision"]}))
+
+
+def prepare_metadata(env: Mapping[str, str]) -> bool:
+    """Migrate Airflow's metadata database and create the pools the DAG uses (idempotent).
+
+    Skipped (returns False) when a stamp in AIRFLOW_HOME says the same Airflow
+    already migrated this database to the revision it is at, and the DAG's pools
+    are there as configured: each ``airflow`` call costs seconds, and ``make run``
+    is run often. A changed pool size, a new Airflow or a new database prepares again.
+    """
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    slots = {
+        spec: int((spec.slots_setting(env) or (spec.slots_variable, str(default)))[1])
+        for spec, default in DEFAULT_POOL_SLOTS.items()
+    }
+    document = pools_import_document(slots)
+    stamp = home / PREPARED_STAMP
+    if _is_prepared(env, stamp, document):
+        return False
     try:
         airflow(["db", "migrate"], env)
-        slots = {
-            spec: int((spec.slots_setting(env) or (spec.slots_variable, str(default)))[1])
-            for spec, default in DEFAULT_POOL_SLOTS.items()
-        }
         with tempfile.TemporaryDirectory(prefix="vp-pools-") as tmp:
-            document = Path(tmp) / "pools.json"
-            document.write_text(pools_import_document(slots))
-            airflow(["pools", "import", str(document)], env)
+            pools = Path(tmp) / "pools.json"
+            pools.write_text(document)
+            airflow(["pools", "import", str(pools)], env)
     except subprocess.CalledProcessError as exc:
         sys.stderr.write(exc.stdout or "")
         sys.stderr.write(exc.stderr or "")
         raise
+    _stamp(env, stamp)
+    return True

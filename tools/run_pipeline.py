@@ -221,8 +221,8 @@ def main() -> int:
         env["HF_HUB_OFFLINE"] = "1"
         print(OFFLINE_MODEL_NOTICE, flush=True)
     if not args.skip_prepare:
-        print("• preparing Airflow's metadata database and pools …", flush=True)
-        prepare_metadata(env)
+        print("• Airflow's metadata database and pools: ", end="", flush=True)
+        print("migrated and imported" if prepare_metadata(env) else "already prepared", flush=True)
 
     os.environ.update(env)
     from include.video_pipeline.config import load_settings

@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         if demo_model:
             env.update({"VIDEO_PIPELINE_WHISPER_MODEL": demo_model, "HF_HUB_OFFLINE": "1"})
             print(OFFLINE_MODEL_NOTICE, flush=True)
-        print("• preparing Airflow's metadata database and pools …", flush=True)
-        prepare_metadata(env)
+        print("• Airflow's metadata database and pools: ", end="", flush=True)
+        print("migrated and imported" if prepare_metadata(env) else "already prepared", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted; Airflow was not started", file=sys.stderr)
         return 130
