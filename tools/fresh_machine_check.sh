@@ -39,6 +39,7 @@ done
 stamp() { date -u +%H:%M:%S; }
 log() { printf '[%s] %s\n' "$(stamp)" "$*"; }
 
+mkdir -p "$WORK"
 command -v debootstrap >/dev/null || {
   log "installing debootstrap"
   apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null
@@ -49,7 +50,7 @@ if ((rebuild)) || [[ ! -f $BASE/.complete ]]; then
   rm -rf "$BASE" "$BASE.tmp"
   started=$SECONDS
   debootstrap --variant=minbase "$SUITE" "$BASE.tmp" >"$WORK/debootstrap.log" 2>&1 ||
-    { tail -20 "$WORK/debootstrap.log" && exit 1; }
+    { tail -20 "$WORK/debootstrap.log"; exit 1; }
   mv "$BASE.tmp" "$BASE" && touch "$BASE/.complete"
   log "base system built in $((SECONDS - started)) s"
 fi
