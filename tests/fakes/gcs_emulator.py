@@ -435,17 +435,34 @@ class GoogleAuthServer:
                     self._send(200, "ok", "text/plain")
                 elif path == "/computeMetadata/v1/project/project-id":
                     self._send(200, PROJECT, "text/plain")
-                elif path.rstrip("/") == "/computeMetadata/v1/instance/service-accounts/default":
+                elif (account := _vm_account_path(path)) is None:
+                    self._send(404, {"error": f"no metadata at {path}"})
+                elif account == "":
                     self._send(200, {"email": VM_SERVICE_ACCOUNT, "aliases": ["default"], "scopes": ["cloud-platform"]})
-                elif path == "/computeMetadata/v1/instance/service-accounts/default/email":
+                elif account == "email":
                     self._send(200, VM_SERVICE_ACCOUNT, "text/plain")
-                elif path.startswith("/computeMetadata/v1/instance/service-accounts/default/token"):
+                elif account == "token":
                     server.tokens_issued.append(VM_SERVICE_ACCOUNT)
                     self._send(200, {"access_token": f"ya29.vm-{uuid.uuid4().hex}", "expires_in": 3600})
                 else:
                     self._send(404, {"error": f"no metadata at {path}"})
 
         return Handler
+
+
+def _vm_account_path(path: str) -> str | None:
+    """What is asked of the VM's service account at ``path`` ("" for its info), or None if not about it.
+
+    Like the real metadata server, the account answers to its alias ``default`` and to its email:
+    google-auth asks by alias first and, once it has learned the email, refreshes by email.
+    """
+    prefix = "/computeMetadata/v1/instance/service-accounts/"
+    if not path.startswith(prefix):
+        return None
+    account, _, rest = path[len(prefix) :].partition("/")
+    if account not in ("default", VM_SERVICE_ACCOUNT):
+        return None
+    return rest.rstrip("/")
 
 
 # -- pytest fixtures (imported by the GCS test modules) ----------------------------------------
