@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 
 from tests.fixtures import clips
+from tests.fixtures.env import user_environment
 from tests.fixtures.net import free_port, wait_for
 from tools import local_postgres
 from tools.airflow_env import airflow_environment
@@ -21,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_env):
+def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_env, monkeypatch):
     data_dir, home, port = tmp_path / "data", tmp_path / "airflow", free_port()
     storage = data_dir / "storage"
     env = {
-        **os.environ,
+        **user_environment(),
         **whisper_tiny_env,
         "VIDEO_PIPELINE_DATA_DIR": str(data_dir),
         "VIDEO_PIPELINE_LOCAL_ROOT": str(storage),
@@ -54,7 +55,9 @@ def test_backfill_create_reprocesses_the_window_s_videos(tmp_path, whisper_tiny_
 
         from include.video_pipeline.hooks.results_db import ResultsDbHook
 
-        os.environ["AIRFLOW_CONN_POSTGRES_DEFAULT"] = results_dsn
+        # This process seeds the results DB through the hook; monkeypatch, so that the connection
+        # does not outlive the test and point later stacks in this worker at a stopped server.
+        monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", results_dsn)
         hook = ResultsDbHook(postgres_conn_id="postgres_default")
         hook.migrate()
         with hook.cursor() as cur:

@@ -42,6 +42,7 @@ import pytest
 from tests.e2e.labels import LabelWatch
 from tests.e2e.ui_browser import Browser
 from tests.fixtures import clips
+from tests.fixtures.env import user_environment
 from tests.fixtures.models import faster_whisper_tiny_en
 from tests.fixtures.net import free_port, wait_for
 from tools import local_postgres
@@ -109,11 +110,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ui-stack")
     data_dir, home, port = tmp / "data", tmp / "airflow", free_port()
     storage = data_dir / "storage"
-    # The stack is `make up` as a user starts it: Airflow settings that other tests in this
-    # worker put in os.environ (the API tests' auth manager, users and passwords file) stay out.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    # The stack is `make up` as a user starts it: settings that other tests in this worker put in
+    # os.environ (the API tests' auth manager, a results-DB connection) stay out.
     env = {
-        **inherited,
+        **user_environment(),
         "VIDEO_PIPELINE_WHISPER_MODEL": str(faster_whisper_tiny_en()),
         "HF_HUB_OFFLINE": "1",
         "VIDEO_PIPELINE_DATA_DIR": str(data_dir),

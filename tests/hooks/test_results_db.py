@@ -8,6 +8,7 @@ from pathlib import Path
 
 from include.video_pipeline.core.errors import FailureReport
 from include.video_pipeline.hooks.results_db import ResultsDbHook
+from tests.fixtures.net import free_port
 
 
 def _claim(hook: ResultsDbHook, video_id: str = "clip-1", run_id: str = "run-a", etag: str = "e1") -> bool:
@@ -188,3 +189,36 @@ def test_a_pooled_search_keeps_planning_with_its_words(results_db: ResultsDbHook
         ("%search_documents%",),
     )
     assert [r["generic_plans"] for r in rows] == [0] * len(rows), rows
+
+
+def test_an_unreachable_results_db_fails_with_the_driver_s_error(monkeypatch):
+    """The reason a user reads is the database's: not an error of the hook's own bookkeeping.
+
+    The hook once kept its psycopg connection in the attribute where Airflow's DbApiHook caches
+    the Airflow Connection; after a failed connect, close() then raised AttributeError
+    ("'Connection' object has no attribute 'closed'") over the real OperationalError.
+    """
+    import include.video_pipeline.hooks.results_db.connection as connection_module
+
+    port = free_port()  # nothing listens there
+
+    monkeypatch.setattr(connection_module, "_RECONNECT_SECONDS", 0.5)
+    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", f"postgresql://u:p@127.0.0.1:{port}/db")
+    hook = ResultsDbHook(postgres_conn_id="postgres_default")
+    try:
+        hook.migrate()
+    except Exception as exc:
+        error = exc
+    else:
+        raise AssertionError("migrate() reached a database that is not there")
+    assert type(error).__name__ == "OperationalError", repr(error)
+    assert str(port) in str(error)
+    hook.close()  # nothing to close, and no AttributeError
+    assert hook.connection.port == port  # still Airflow's Connection, not a psycopg one
+
+
+def test_the_hook_s_airflow_connection_stays_one_after_connecting(results_db: ResultsDbHook):
+    with results_db.cursor() as cur:
+        cur.execute("SELECT 1")
+    assert results_db.connection.conn_type == "postgres"
+    assert results_db.connection.get_uri().startswith("postgres")

@@ -59,7 +59,8 @@ class ResultsDbConnection(PostgresHook):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._connection: Any = None
+        # Not `_connection`: DbApiHook caches the Airflow Connection under that name.
+        self._db_connection: Any = None
 
     # -- plumbing -----------------------------------------------------------
 
@@ -77,7 +78,7 @@ class ResultsDbConnection(PostgresHook):
             raise
 
     def _live_connection(self) -> Any:
-        conn = self._connection
+        conn = self._db_connection
         if conn is not None and not conn.closed and not _hung_up(conn):
             return conn
         if conn is not None:
@@ -85,13 +86,13 @@ class ResultsDbConnection(PostgresHook):
                 self.log.info("The results DB closed this task's connection (restart, failover?); reconnecting")
             with suppress(Exception):
                 conn.close()
-        self._connection = None
+        self._db_connection = None
         deadline = time.monotonic() + _RECONNECT_SECONDS
         delay = 0.2
         while True:
             try:
-                self._connection = self.get_conn()
-                return self._connection
+                self._db_connection = self.get_conn()
+                return self._db_connection
             except Exception as exc:
                 if type(exc).__name__ != "OperationalError" or time.monotonic() + delay > deadline:
                     raise
@@ -100,9 +101,9 @@ class ResultsDbConnection(PostgresHook):
                 delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
-        if self._connection is not None and not self._connection.closed:
-            self._connection.close()
-        self._connection = None
+        if self._db_connection is not None and not self._db_connection.closed:
+            self._db_connection.close()
+        self._db_connection = None
 
     def _rows(self, cur: Any) -> list[dict[str, Any]]:
         names = [col[0] for col in cur.description]
